@@ -1,0 +1,99 @@
+"""Answers as cited passages: citations, the highlighted answer sentence, and the no-answer rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .chunking import split_sentences
+
+# A passage answers the question only if its best sentence is this similar to the question
+# (cosine of the e5 query and passage embeddings). Calibrated on answerable questions (xquad_nl
+# questions against their own passages) versus unanswerable ones (the same questions against
+# corpora that do not contain the answer); see EVALUATION.md. e5 cosines are compressed into
+# roughly 0.7-0.95, so the margin is narrow.
+NO_ANSWER_COSINE = 0.82
+# Added to the cosine per fraction of query terms a sentence contains: breaks near-ties towards
+# the sentence that names the asked-for entity or number.
+LEXICAL_BONUS = 0.05
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """The answering sentence: text and offsets inside the passage."""
+
+    text: str
+    start: int
+    end: int
+    score: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One cited passage with its source, fused score and per-leg ranks."""
+
+    n: int
+    doc_id: str
+    title: str
+    date: str | None
+    source: str
+    chunk_id: str
+    text: str
+    start: int
+    end: int
+    score: float
+    highlight: Highlight
+    ranks: dict = field(default_factory=dict)
+    found_by: str = "both"
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n, "doc_id": self.doc_id, "title": self.title, "date": self.date,
+            "source": self.source, "chunk_id": self.chunk_id, "text": self.text,
+            "start": self.start, "end": self.end, "score": self.score,
+            "highlight": self.highlight.to_dict(),
+            "ranks": {"bm25": self.ranks.get("bm25"), "dense": self.ranks.get("dense")},
+        }
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to a question: its language, whether the corpus answers it, and citations."""
+
+    question: str
+    language: str
+    answer_found: bool
+    citations: tuple[Citation, ...] = ()
+
+    def to_dict(self) -> dict:
+        """The structure `qa ask --json` prints."""
+        return {
+            "question": self.question, "language": self.language, "answer_found": self.answer_found,
+            "citations": [c.to_dict() for c in self.citations],
+        }
+
+
+def sentence_spans(passage: str) -> list[tuple[int, int]]:
+    """Sentence spans inside a passage (the whole passage if it has no sentence boundary)."""
+    spans = split_sentences(passage)
+    return spans or [(0, len(passage))]
+
+
+def best_sentence(
+    passage: str,
+    spans: list[tuple[int, int]],
+    sentence_vectors: np.ndarray,
+    query_vector: np.ndarray,
+    query_terms: set[str],
+    sentence_terms: list[set[str]],
+) -> Highlight:
+    """Pick the sentence most similar to the question: cosine plus a small term-overlap bonus."""
+    cosines = sentence_vectors @ query_vector
+    overlap = np.array([len(query_terms & t) / len(query_terms) if query_terms else 0.0 for t in sentence_terms])
+    best = int(np.argmax(cosines + LEXICAL_BONUS * overlap))
+    start, end = spans[best]
+    return Highlight(passage[start:end], start, end, float(cosines[best]))

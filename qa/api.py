@@ -1,0 +1,260 @@
+"""The `QA` facade: build an index from news texts, load it, search it, answer questions."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .answer import NO_ANSWER_COSINE, Answer, Citation, best_sentence, sentence_spans
+from .bundled_model import DEFAULT_MODEL
+from .chunking import Chunk, ChunkSettings, chunk_text
+from .corpus import Article, read_corpus
+from .dense import DenseIndex
+from .embedding import load_embedder
+from .errors import IndexCorruptError, ModelMismatchError, QuestionError
+from .fusion import RRF_K, Hit, rrf
+from .language import detect_language
+from .lexical import Analyzer, BM25Index
+from . import store
+
+MAX_QUESTION_CHARS = 2000
+SENTENCE_CACHE_SIZE = 20_000
+DEFAULT_DEPTH = 50          # candidates taken from each leg before fusion
+DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 1.0}
+MODES = ("hybrid", "bm25", "dense")
+CHUNKS_FILE, DOCS_FILE, VECTORS_FILE = "chunks.jsonl", "docs.jsonl", "vectors.npy"
+
+
+class QA:
+    """A loaded hybrid index plus the embedder that built it.
+
+    Use `QA.build(paths)` to index a corpus, `QA.load(index_dir)` to open an index.
+    """
+
+    def __init__(self, folder: Path, manifest: dict, chunks: list[dict], docs: dict[str, dict],
+                 vectors: np.ndarray, dense: DenseIndex, bm25: BM25Index, embedder):
+        self.folder, self.manifest = folder, manifest
+        self.chunks, self.docs, self.vectors = chunks, docs, vectors
+        self.dense, self.bm25, self.embedder = dense, bm25, embedder
+        self.analyzer = Analyzer(**manifest["analyzer"]["settings"])
+        fusion = manifest.get("fusion", {})
+        self.rrf_k = fusion.get("k", RRF_K)
+        self.weights = fusion.get("weights", DEFAULT_WEIGHTS)
+        self.depth = fusion.get("depth", DEFAULT_DEPTH)
+        self._sentence_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def build(cls, paths: Iterable[str | Path] = ("seeds",), index_dir: str | Path = "index", model: str | None = None,
+              *, skip_bad: bool = False, progress: bool = False, chunking: ChunkSettings | None = None,
+              embedder=None) -> "QA":
+        """Read a corpus, chunk, embed and index it, and write the index atomically.
+
+        Args:
+            paths: files or folders with .txt/.md/.jsonl news texts.
+            index_dir: where the index lives.
+            model: sentence-transformers name or folder (default: bundled multilingual-e5-small).
+            skip_bad: skip unreadable files with a warning instead of failing.
+            progress: show a progress bar while embedding.
+            chunking: chunk size and overlap.
+            embedder: an already loaded embedder (overrides `model`).
+
+        Raises:
+            CorpusError: a corpus file is unreadable (and skip_bad is off), or there is none.
+            ModelError: the model cannot be loaded.
+        """
+        paths = [Path(p) for p in paths]
+        articles = read_corpus(paths, skip_bad=skip_bad)
+        embedder = embedder or load_embedder(model)
+        settings = chunking or ChunkSettings()
+        analyzer = Analyzer()
+        chunks, docs = [], {}
+        for art in articles:
+            docs[art.doc_id] = _doc_record(art)
+            lang = art.lang or detect_language(art.text)
+            for c in chunk_text(art.doc_id, art.text, max_words=settings.max_words, overlap=settings.overlap):
+                chunks.append({**_chunk_record(c), "lang": lang if art.lang else detect_language(c.text)})
+        vectors = embedder.encode_passages([c["text"] for c in chunks], progress=progress)
+        dense = DenseIndex.build(vectors)
+        bm25 = BM25Index.build([analyzer.analyze(c["text"], c["lang"]) for c in chunks])
+
+        def write_files(folder: Path) -> dict:
+            _write_jsonl(folder / CHUNKS_FILE, chunks)
+            _write_jsonl(folder / DOCS_FILE, docs.values())
+            np.save(folder / VECTORS_FILE, vectors, allow_pickle=False)
+            rows = {CHUNKS_FILE: len(chunks), DOCS_FILE: len(docs), VECTORS_FILE: len(vectors)}
+            rows.update({f: None for f in dense.save(folder)})
+            rows.update({f: None for f in bm25.save(folder)})
+            return rows
+
+        manifest = {
+            "model": embedder.identity.to_dict(),
+            "chunking": settings.to_dict(),
+            "analyzer": {"version": Analyzer.VERSION, "settings": analyzer.to_dict()},
+            "fusion": {"k": RRF_K, "weights": DEFAULT_WEIGHTS, "depth": DEFAULT_DEPTH},
+            "corpus": {"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
+            "counts": {"documents": len(docs), "chunks": len(chunks)},
+        }
+        folder = store.write_index(Path(index_dir), write_files, manifest)
+        manifest = store.read_manifest(folder)
+        return cls(folder, manifest, chunks, docs, vectors, dense, bm25, embedder)
+
+    @classmethod
+    def load(cls, index_dir: str | Path = "index", *, model: str | None = None, embedder=None,
+             verify: bool = True) -> "QA":
+        """Open an index, checking its format, checksums and (if given) the requested model.
+
+        Raises:
+            IndexMissingError, IndexCorruptError, IndexFormatError: the index cannot be used as is.
+            ModelMismatchError: `model` differs from the model the index was built with.
+        """
+        folder, manifest = store.open_index(Path(index_dir), verify=verify)
+        built_with = manifest.get("model", {}).get("name")
+        wanted = model or (embedder.identity.name if embedder else None)
+        if wanted and wanted != built_with:
+            raise ModelMismatchError(
+                f"the index in {index_dir} was built with {built_with!r}, not {wanted!r}; "
+                f"rebuild it with `qa build --model {wanted}` or drop --model"
+            )
+        try:
+            chunks = _read_jsonl(folder / CHUNKS_FILE)
+            docs = {d["doc_id"]: d for d in _read_jsonl(folder / DOCS_FILE)}
+            vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
+        except (ValueError, KeyError, OSError) as exc:
+            raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
+        dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
+        if not len(chunks) == len(vectors) == len(dense) == len(bm25):
+            raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks; rebuild with `qa build`")
+        embedder = embedder or load_embedder(built_with)
+        if embedder.dim != dense.dim:
+            raise ModelMismatchError(f"model {built_with!r} gives {embedder.dim}-d vectors, the index has {dense.dim}-d")
+        return cls(folder, manifest, chunks, docs, vectors, dense, bm25, embedder)
+
+    # ------------------------------------------------------------------ querying
+
+    def search(self, question: str, *, k: int = 10, mode: str = "hybrid", depth: int | None = None,
+               rrf_k: int | None = None, weights: dict | None = None) -> list[Hit]:
+        """Return the k best chunks for a question.
+
+        Args:
+            question: the question, Dutch or English.
+            k: how many hits.
+            mode: "hybrid" (RRF of both legs), "bm25" or "dense".
+            depth: candidates per leg before fusion (default from the index manifest).
+            rrf_k, weights: fusion constant and per-leg weights (defaults from the manifest).
+        """
+        question = check_question(question)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        depth = max(depth or self.depth, k)
+        legs = {}
+        if mode in ("hybrid", "bm25"):
+            legs["bm25"] = self.bm25.top_k(self.analyzer.analyze(question, detect_language(question)), depth)
+        if mode in ("hybrid", "dense"):
+            legs["dense"] = self.dense.search(self._query_vector(question), depth)
+        hits = rrf(legs, k=self.rrf_k if rrf_k is None else rrf_k, weights=weights or self.weights)[:k]
+        return [replace(h, ranks={"bm25": h.ranks.get("bm25"), "dense": h.ranks.get("dense")}) for h in hits]
+
+    def ask(self, question: str, *, k: int = 5) -> Answer:
+        """Answer a question with up to k cited passages, the answering sentence highlighted.
+
+        Raises:
+            QuestionError: the question is empty or longer than MAX_QUESTION_CHARS.
+        """
+        question = check_question(question)
+        language = detect_language(question)
+        hits = self.search(question, k=k)
+        qvec = self._query_vector(question)
+        qterms = set(self.analyzer.analyze(question, language))
+        citations = []
+        for n, hit in enumerate(hits, start=1):
+            chunk = self.chunks[hit.row]
+            doc = self.docs.get(chunk["doc_id"], {})
+            spans = sentence_spans(chunk["text"])
+            sentences = [chunk["text"][a:b] for a, b in spans]
+            highlight = best_sentence(
+                chunk["text"], spans, self._sentence_vectors(sentences), qvec, qterms,
+                [set(self.analyzer.analyze(s, chunk.get("lang"))) for s in sentences],
+            )
+            citations.append(Citation(
+                n=n, doc_id=chunk["doc_id"], title=doc.get("title", ""), date=doc.get("date"),
+                source=doc.get("source", ""), chunk_id=chunk["chunk_id"], text=chunk["text"],
+                start=chunk["start"], end=chunk["end"], score=round(hit.score, 6), highlight=highlight,
+                ranks=dict(hit.ranks), found_by=hit.found_by,
+            ))
+        found = any(c.highlight.score >= NO_ANSWER_COSINE for c in citations)
+        return Answer(question, language, found, tuple(citations))
+
+    def _query_vector(self, question: str) -> np.ndarray:
+        return self.embedder.encode_queries([question])[0]
+
+    def _sentence_vectors(self, sentences: list[str]) -> np.ndarray:
+        # Highlights embed the sentences of the cited passages; popular passages come back, so
+        # their sentence vectors are kept (bounded, oldest out first).
+        with self._cache_lock:
+            found = {s: self._sentence_cache[s] for s in sentences if s in self._sentence_cache}
+        missing = [s for s in dict.fromkeys(sentences) if s not in found]
+        if missing:
+            found.update(zip(missing, self.embedder.encode_passages(missing)))
+            with self._cache_lock:
+                self._sentence_cache.update((s, found[s]) for s in missing)
+                while len(self._sentence_cache) > SENTENCE_CACHE_SIZE:
+                    self._sentence_cache.popitem(last=False)
+        return np.stack([found[s] for s in sentences])
+
+    def info(self) -> dict:
+        """A summary of the loaded index (what `qa info` prints)."""
+        m = self.manifest
+        return {
+            "index": str(self.folder), "format_version": m["format_version"], "created": m.get("created"),
+            "model": m["model"], "documents": len(self.docs), "chunks": len(self.chunks),
+            "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": m.get("fusion"),
+            "corpus": m["corpus"],
+        }
+
+
+def check_question(question: str) -> str:
+    """Return the stripped question, or raise QuestionError if it is empty or too long."""
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError("the question is empty; type a question in Dutch or English")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"the question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
+            "Ask a shorter question."
+        )
+    return question.strip()
+
+
+def _doc_record(art: Article) -> dict:
+    return {"doc_id": art.doc_id, "title": art.title, "date": art.date, "source": art.source, "url": art.url,
+            "publisher": art.publisher, "lang": art.lang}
+
+
+def _chunk_record(c: Chunk) -> dict:
+    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "ordinal": c.ordinal, "start": c.start, "end": c.end, "text": c.text}
+
+
+def _corpus_files(articles: list[Article]) -> list[dict]:
+    sources = sorted({a.source for a in articles})
+    return [{"path": s, "sha256": store.sha256_file(Path(s)), "bytes": Path(s).stat().st_size} for s in sources]
+
+
+def _write_jsonl(path: Path, records) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

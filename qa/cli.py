@@ -1,0 +1,128 @@
+"""Command line: `qa build`, `qa ask`, `qa info`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import IndexMissingError, QAError
+
+DEFAULT_CORPUS = "seeds"
+DEFAULT_INDEX = "index"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa", description="Question answering over Dutch news, with cited passages.")
+    sub = p.add_subparsers(dest="command")
+
+    b = sub.add_parser("build", help="index news texts (.txt, .md, .jsonl)")
+    b.add_argument("paths", nargs="*", default=[DEFAULT_CORPUS], help=f"files or folders (default: {DEFAULT_CORPUS}/)")
+    b.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}/)")
+    b.add_argument("--model", default=None, help="sentence-transformers model name or folder (default: bundled multilingual-e5-small)")
+    b.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
+    b.add_argument("--json", action="store_true", help="print the index summary as JSON")
+    b.set_defaults(run=_build)
+
+    a = sub.add_parser("ask", help="answer a question with cited passages")
+    a.add_argument("question")
+    a.add_argument("--index", default=DEFAULT_INDEX)
+    a.add_argument("--model", default=None, help="check that the index was built with this model")
+    a.add_argument("-k", type=int, default=5, help="number of cited passages (default 5)")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(run=_ask)
+
+    i = sub.add_parser("info", help="describe an index")
+    i.add_argument("--index", default=DEFAULT_INDEX)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(run=_info)
+    return p
+
+
+def _build(args) -> int:
+    from .api import QA
+
+    qa = QA.build(args.paths, args.index, args.model, skip_bad=args.skip_bad, progress=sys.stderr.isatty())
+    info = qa.info()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    else:
+        print(f"indexed {info['documents']} documents as {info['chunks']} chunks with {info['model']['name']} into {args.index}/")
+    return 0
+
+
+def _ask(args) -> int:
+    from .api import QA, check_question
+
+    check_question(args.question)  # before the slow part
+    if args.k < 1:
+        raise QAError(f"-k must be at least 1, got {args.k}")
+    try:
+        qa = QA.load(args.index, model=args.model)
+    except IndexMissingError:
+        if not Path(DEFAULT_CORPUS).is_dir():
+            raise
+        print(f"no index in {args.index}/ yet; building it from {DEFAULT_CORPUS}/ first", file=sys.stderr)
+        qa = QA.build([DEFAULT_CORPUS], args.index, args.model, progress=sys.stderr.isatty())
+    answer = qa.ask(args.question, k=args.k)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        print(format_answer(answer))
+    return 0
+
+
+def _info(args) -> int:
+    from .api import QA
+
+    info = QA.load(args.index).info()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+    else:
+        print(f"index      {info['index']}\nformat     {info['format_version']}\ncreated    {info['created']}\n"
+              f"model      {info['model']['name']} ({info['model']['dim']}-d)\n"
+              f"documents  {info['documents']}\nchunks     {info['chunks']}")
+    return 0
+
+
+def format_answer(answer) -> str:
+    """Readable text for people; corpus text is printed as is, with control characters removed."""
+    lines = []
+    if not answer.answer_found:
+        lines.append("No passage in the corpus answers this question. Closest passages:" if answer.language == "en"
+                     else "Geen passage in het corpus beantwoordt deze vraag. Dichtstbijzijnde passages:")
+    elif answer.citations:
+        lines.append(f"[{answer.citations[0].n}] {_clean(answer.citations[0].highlight.text)}")
+    for c in answer.citations:
+        legs = {"both": "bm25+dense", "bm25": "bm25", "dense": "dense"}.get(c.found_by, c.found_by)
+        lines.append(f"\n[{c.n}] {_clean(c.title)} — {c.date or 'n.d.'} — {c.doc_id} (score {c.score:.4f}, {legs})")
+        h = c.highlight
+        lines.append("    " + _clean(c.text[: h.start] + ">>" + h.text + "<<" + c.text[h.end :]))
+    return "\n".join(lines)
+
+
+def _clean(text: str) -> str:
+    # Corpus text is untrusted: strip terminal control sequences (ESC etc.) before printing.
+    return "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text).replace("\n", "\n    ")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Read news articles from .txt/.md files and .jsonl files into `Article` values."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chunking import split_sentences
+from .errors import CorpusError
+
+MAX_FILE_BYTES = 50_000_000
+TEXT_SUFFIXES = frozenset({".txt", ".md"})
+SUFFIXES = TEXT_SUFFIXES | {".jsonl"}
+TITLE_MAX_CHARS = 200
+
+# Seed files open with "date 2022-10 " or "date 2022-10-07 " and the text on the same line.
+_HEADER = re.compile(r"\s*date[ \t]+(\d{4}-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?)(?=\s|$)")
+_DATE = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
+_SKIP_HINT = "; fix or remove it, or pass --skip-bad"
+
+
+class CorpusWarning(UserWarning):
+    """A corpus file or line was skipped."""
+
+
+@dataclass(frozen=True)
+class Article:
+    """One news article; chunk offsets index into `text`."""
+
+    doc_id: str
+    text: str
+    title: str
+    date: str | None
+    source: str
+    url: str | None = None
+    publisher: str | None = None
+    lang: str | None = None
+
+
+def iter_corpus_files(paths: Iterable[str | Path]) -> list[Path]:
+    """List the corpus files under ``paths`` in a deterministic order.
+
+    Args:
+        paths: Files and folders; folders are searched recursively.
+
+    Returns:
+        The .txt, .md and .jsonl files: per argument in the order given, sorted within a folder.
+
+    Raises:
+        CorpusError: If a path does not exist or a named file has an unsupported extension.
+    """
+    return [path for path, _ in _entries(paths)]
+
+
+def read_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> list[Article]:
+    """Read every article under ``paths``.
+
+    Newlines are normalised to ``\\n``, a leading BOM and the ``date …`` header are removed, and
+    leading whitespace is stripped; nothing else in the text is changed.
+
+    Args:
+        paths: Files and folders (searched recursively for .txt, .md and .jsonl files).
+        skip_bad: Skip unreadable files, bad JSONL lines and duplicate ids with a
+            `CorpusWarning` instead of raising.
+
+    Returns:
+        The articles in file order (JSONL: line order).
+
+    Raises:
+        CorpusError: If a path is missing, a file or line is bad (unless ``skip_bad``), ids repeat
+            (unless ``skip_bad``), or no article is found at all.
+    """
+    paths = _as_list(paths)
+    entries = _entries(paths)
+    where = ", ".join(str(p) for p in paths) or "(no paths given)"
+    if not entries:
+        raise CorpusError(f"no .txt, .md or .jsonl files found under {where}")
+    articles: list[Article] = []
+    seen: dict[str, str] = {}
+    for path, doc_id in entries:
+        for article in _read_file(path, doc_id, skip_bad):
+            if article.doc_id in seen:
+                _bad(f"{path}: duplicate id {article.doc_id!r} (first seen in {seen[article.doc_id]})"
+                     "; give every article its own id", skip_bad)
+                continue
+            seen[article.doc_id] = str(path)
+            articles.append(article)
+    if not articles:
+        raise CorpusError(f"no readable article under {where}; all files were skipped (see warnings)")
+    return articles
+
+
+def _entries(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """``(path, doc_id)`` for every corpus file, each file once."""
+    entries: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for arg in _as_list(paths):
+        root = Path(arg)
+        if root.is_dir():
+            found = sorted(_walk(root), key=lambda item: item[1])
+        elif root.is_file():
+            if root.suffix.lower() not in SUFFIXES:
+                raise CorpusError(f"{root}: unsupported file type {root.suffix!r}; use .txt, .md or .jsonl")
+            found = [(root, root.name)]
+        else:
+            raise CorpusError(f"{root}: no such file or folder; check the path")
+        for path, doc_id in found:
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                entries.append((path, doc_id))
+    return entries
+
+
+def _as_list(paths: Iterable[str | Path]) -> list[str | Path]:
+    # A lone string would otherwise be iterated character by character.
+    return [paths] if isinstance(paths, (str, Path)) else list(paths)
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, str]]:
+    real_root = root.resolve()
+    for folder, dirs, files in os.walk(root):
+        for name in list(dirs):
+            sub = Path(folder, name)
+            # Symlinked folders are never entered: one inside the corpus is walked through its
+            # real path already, and one pointing outside could expose unrelated files.
+            if name.startswith(".") or sub.is_symlink():
+                dirs.remove(name)
+                if sub.is_symlink():
+                    _inside(sub, real_root)
+        for name in files:
+            path = Path(folder, name)
+            if name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            if (path.is_symlink() and not _inside(path, real_root)) or not path.is_file():
+                continue
+            yield path, path.relative_to(root).as_posix()
+
+
+def _inside(link: Path, real_root: Path) -> bool:
+    """Whether a symlink stays inside the corpus folder; warn when it does not."""
+    if link.resolve().is_relative_to(real_root):
+        return True
+    warnings.warn(f"{link}: symlink points outside {real_root}; skipped", CorpusWarning)
+    return False
+
+
+def _read_file(path: Path, doc_id: str, skip_bad: bool) -> list[Article]:
+    try:
+        content = _decode(path)
+        if path.suffix.lower() == ".jsonl":
+            return list(_read_jsonl(path, content, skip_bad))
+        match = _HEADER.match(content)
+        text = content[match.end():].lstrip() if match else content.lstrip()
+        if not text:
+            raise CorpusError(f"{path}: has no text" + (" after the date header" if match else "")
+                              + _SKIP_HINT)
+        date = match.group(1) if match else None
+        return [Article(doc_id, text, _title(text), date, str(path))]
+    except CorpusError as error:
+        _bad(str(error), skip_bad)
+        return []
+
+
+def _decode(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CorpusError(f"{path}: is {size:,} bytes, more than the {MAX_FILE_BYTES:,}-byte limit; "
+                          "split it into smaller files")
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise CorpusError(f"{path}: contains NUL bytes, so it is binary, not text{_SKIP_HINT}")
+    try:
+        content = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{path}: not valid UTF-8 (byte 0x{data[error.start]:02x} at offset "
+                          f"{error.start}); convert it to UTF-8 or pass --skip-bad") from None
+    content = content.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if not content.strip():
+        raise CorpusError(f"{path}: is empty{_SKIP_HINT}")
+    return content
+
+
+def _read_jsonl(path: Path, content: str, skip_bad: bool) -> Iterator[Article]:
+    # Split on "\n" only: str.splitlines would also break at U+2028, which JSON allows in strings.
+    for number, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield _jsonl_article(path, number, line)
+        except CorpusError as error:
+            _bad(str(error), skip_bad)
+
+
+def _jsonl_article(path: Path, number: int, line: str) -> Article:
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise CorpusError(f"{where}: not valid JSON ({error.msg} at column {error.colno}){_SKIP_HINT}") from None
+    if not isinstance(record, dict):
+        raise CorpusError(f"{where}: expected a JSON object with 'id' and 'text'{_SKIP_HINT}")
+    doc_id, text = record.get("id"), record.get("text")
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or not str(doc_id).strip():
+        raise CorpusError(f"{where}: missing or empty 'id' (a string or integer){_SKIP_HINT}")
+    if not isinstance(text, str) or not text.strip():
+        raise CorpusError(f"{where}: missing or empty 'text'{_SKIP_HINT}")
+    fields = {key: _optional(record, key, where) for key in ("title", "date", "url", "source", "lang")}
+    date = fields["date"]
+    if date is not None:
+        match = _DATE.match(date)  # also accepts timestamps such as "2022-10-07T12:00:00Z"
+        if not match:
+            raise CorpusError(f"{where}: 'date' {date!r} is not YYYY-MM or YYYY-MM-DD{_SKIP_HINT}")
+        date = match.group()
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").lstrip()
+    return Article(str(doc_id), text, fields["title"] or _title(text), date, str(path),
+                   url=fields["url"], publisher=fields["source"], lang=fields["lang"])
+
+
+def _optional(record: dict, key: str, where: str) -> str | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CorpusError(f"{where}: '{key}' must be a string{_SKIP_HINT}")
+    return value.strip() or None
+
+
+def _title(text: str) -> str:
+    # Every line break ends a sentence, so the first sentence is never longer than the first line.
+    start, end = split_sentences(text)[0]
+    title = text[start:end]
+    if len(title) <= TITLE_MAX_CHARS:
+        return title
+    head = title[:TITLE_MAX_CHARS]
+    return (head.rpartition(" ")[0] or head).rstrip() + "…"
+
+
+def _bad(message: str, skip_bad: bool) -> None:
+    if not skip_bad:
+        raise CorpusError(message)
+    warnings.warn(f"skipped {message}", CorpusWarning)

@@ -1,0 +1,184 @@
+"""Index folders on disk: generations swapped in atomically, a manifest written last, checksums.
+
+Layout of an index folder (default `index/`)::
+
+    index/CURRENT            name of the live generation (replaced atomically)
+    index/g-<time>-<rand>/   one complete index: data files + manifest.json (written last)
+    index/.lock              held while a build swaps generations in
+
+A build writes a new generation next to the live one and then replaces CURRENT, so a reader
+sees either the old index or the new one, never a mix, and a killed build leaves the old index
+untouched (its half-written generation is removed by the next build).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from .errors import IndexCorruptError, IndexFormatError, IndexMissingError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+_GEN_PREFIX = "g-"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _build_lock(index_dir: Path):
+    with open(index_dir / ".lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: dict) -> Path:
+    """Write a new index generation and make it the live one.
+
+    Args:
+        index_dir: the index folder (created if needed).
+        write_files: writes the data files into the folder it is given and returns
+            {file name: row count or None}.
+        manifest: settings to record; `format_version`, `created` and `files` are added.
+
+    Returns:
+        The folder of the new generation.
+    """
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with _build_lock(index_dir):
+        _remove_debris(index_dir)
+        name = f"{_GEN_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+        tmp = index_dir / f".tmp-{name}"
+        tmp.mkdir()
+        try:
+            rows = write_files(tmp)
+            files = {
+                f: {"sha256": sha256_file(tmp / f), "bytes": (tmp / f).stat().st_size, "rows": n}
+                for f, n in sorted(rows.items())
+            }
+            full = {"format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **manifest, "files": files}
+            _write_durably(tmp / MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode("utf-8"))
+            for f in files:
+                _fsync(tmp / f)
+            _fsync(tmp)
+            os.rename(tmp, index_dir / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _write_durably(index_dir / CURRENT, (name + "\n").encode())
+        _remove_old_generations(index_dir, keep={name})
+    return index_dir / name
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_debris(index_dir: Path) -> None:
+    # Only called under the build lock: anything temporary now is left by a killed build.
+    for p in index_dir.iterdir():
+        if p.name.startswith(".tmp-") or (p.name.startswith(f".{CURRENT}.")):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
+    # Keep the previous generation too: a reader that resolved CURRENT just before the swap may
+    # still be opening its files.
+    gens = sorted((p for p in index_dir.iterdir() if p.is_dir() and p.name.startswith(_GEN_PREFIX)), key=lambda p: p.name)
+    previous = [p for p in gens if p.name not in keep][-1:]
+    for p in gens:
+        if p.name not in keep and p not in previous:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def current_generation(index_dir: Path) -> Path:
+    """Return the live generation folder, or raise IndexMissingError."""
+    index_dir = Path(index_dir)
+    try:
+        name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexMissingError(f"no index in {index_dir}/; build one with `qa build PATH --index {index_dir}`") from None
+    folder = index_dir / name
+    if not name.startswith(_GEN_PREFIX) or "/" in name or not folder.is_dir():
+        raise IndexCorruptError(f"{index_dir / CURRENT} points to {name!r}, which is not there; rebuild with `qa build`")
+    return folder
+
+
+def read_manifest(folder: Path) -> dict:
+    """Read and check a generation's manifest (format version, file list)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{folder / MANIFEST} is missing; rebuild with `qa build`") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{folder / MANIFEST} is not valid JSON ({exc}); rebuild with `qa build`") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise IndexCorruptError(f"{folder / MANIFEST} has no format version; rebuild with `qa build`")
+    if version > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"index format {version} is newer than this version of nieuws-qa reads ({FORMAT_VERSION}); "
+            "upgrade nieuws-qa or rebuild the index with `qa build`"
+        )
+    if version < FORMAT_VERSION:
+        raise IndexFormatError(f"index format {version} is outdated (this version reads {FORMAT_VERSION}); rebuild with `qa build`")
+    if not isinstance(manifest.get("files"), dict):
+        raise IndexCorruptError(f"{folder / MANIFEST} lists no files; rebuild with `qa build`")
+    return manifest
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    """Check every file the manifest lists: present, same size, same sha256."""
+    for name, meta in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise IndexCorruptError(f"index file {path} is missing; rebuild with `qa build`")
+        if path.stat().st_size != meta.get("bytes"):
+            raise IndexCorruptError(
+                f"index file {path} has {path.stat().st_size} bytes, the manifest says {meta.get('bytes')} "
+                "(truncated or changed); rebuild with `qa build`"
+            )
+        if sha256_file(path) != meta.get("sha256"):
+            raise IndexCorruptError(f"index file {path} fails its checksum (corrupted or changed); rebuild with `qa build`")
+
+
+def open_index(index_dir: Path, *, verify: bool = True) -> tuple[Path, dict]:
+    """Resolve the live generation, read its manifest and (by default) verify its files."""
+    folder = current_generation(index_dir)
+    manifest = read_manifest(folder)
+    if verify:
+        verify_files(folder, manifest)
+    return folder, manifest
