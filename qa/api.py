@@ -157,12 +157,18 @@ class QA:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         depth = max(depth or self.depth, k)
-        legs = {}
+        legs, weights = {}, dict(weights or self.weights)
         if mode in ("hybrid", "bm25"):
-            legs["bm25"] = self.bm25.top_k(self.analyzer.analyze(question, detect_language(question)), depth)
+            terms = self.analyzer.analyze(question, detect_language(question))
+            legs["bm25"] = self.bm25.top_k(terms, depth)
+            # BM25 only understands the question's words that occur in the corpus: an English
+            # question over Dutch news shares a number or a name at best, and its other matches
+            # are accidents ("week"). Weigh the leg by that coverage so accidents cannot outvote
+            # the dense leg, while a question in the corpus language keeps full weight.
+            weights["bm25"] = weights.get("bm25", 1.0) * self.bm25.coverage(terms)
         if mode in ("hybrid", "dense"):
             legs["dense"] = self.dense.search(self._query_vector(question), depth)
-        hits = rrf(legs, k=self.rrf_k if rrf_k is None else rrf_k, weights=weights or self.weights)[:k]
+        hits = rrf(legs, k=self.rrf_k if rrf_k is None else rrf_k, weights=weights)[:k]
         return [replace(h, ranks={"bm25": h.ranks.get("bm25"), "dense": h.ranks.get("dense")}) for h in hits]
 
     def ask(self, question: str, *, k: int = 5) -> Answer:
@@ -221,6 +227,27 @@ class QA:
             "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": m.get("fusion"),
             "corpus": m["corpus"],
         }
+
+
+def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | None:
+    """Why the index must be (re)built for these corpus paths, or None if it is up to date.
+
+    Up to date means: it opens, and its corpus files are exactly the readable files under `paths`
+    with the same checksums.
+    """
+    from .corpus import iter_corpus_files
+    from .errors import QAError
+
+    try:
+        _, manifest = store.open_index(Path(index_dir), verify=False)
+    except QAError as exc:
+        return str(exc)
+    recorded = {f["path"]: f["sha256"] for f in manifest.get("corpus", {}).get("files", [])}
+    current = {str(p): store.sha256_file(p) for p in iter_corpus_files([Path(p) for p in paths])}
+    if recorded != current:
+        changed = sorted(set(recorded) ^ set(current) | {p for p in current if recorded.get(p) not in (None, current[p])})
+        return f"the corpus changed since the index was built ({', '.join(changed[:5])})"
+    return None
 
 
 def check_question(question: str) -> str:

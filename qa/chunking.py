@@ -98,8 +98,11 @@ def chunk_text(doc_id: str, text: str, *, max_words: int = 120, overlap: int = 1
         doc_id: Id of the article; chunk ids are ``f"{doc_id}#{ordinal}"``.
         text: The article text; chunk offsets index into it.
         max_words: Word budget per chunk. A longer sentence becomes a chunk of its own, and one
-            longer than three times the budget is cut at word boundaries.
-        overlap: How many sentences at the end of a chunk start the next one.
+            longer than three times the budget is cut at word boundaries into pieces of at most
+            ``max_words`` words.
+        overlap: How many sentences at the end of a chunk start the next one. A short heading
+            line (no final punctuation, at most six words) is never a chunk alone: it starts a
+            new chunk, without overlap, together with the text after it.
 
     Returns:
         The chunks in order; ``[]`` for empty or whitespace-only text.

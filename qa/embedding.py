@@ -55,7 +55,8 @@ class SentenceEmbedder:
                 "or a model name on a machine with internet access."
             ) from exc
         self.prompts = _prompts_for(self.name, self._model.prompts)
-        self.identity = ModelIdentity(self.name, self._model.get_sentence_embedding_dimension(), self.prompts)
+        dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.identity = ModelIdentity(self.name, int(dim()), self.prompts)
 
     @property
     def dim(self) -> int:

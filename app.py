@@ -1,0 +1,289 @@
+"""nieuws-QA chat: ask questions about Dutch news in the browser; answers are cited passages.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--index index] [--corpus seeds] [--model M]
+
+Builds the index first when it is missing or stale for the corpus, then serves the chat.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Nothing leaves the machine: analytics, the version check and hub calls are read from the
+# environment when gradio and huggingface_hub are imported, so this must come first.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+
+from qa import QA, ModelMismatchError, QAError, QuestionError  # noqa: E402
+from qa.api import MAX_QUESTION_CHARS, check_question, stale_reason  # noqa: E402
+
+log = logging.getLogger("nieuws-qa.app")
+
+# Same origin only. 'unsafe-inline' because Gradio injects inline scripts and styles.
+CSP = ("default-src 'self' 'unsafe-inline' data: blob:; script-src 'self' 'unsafe-inline'; "
+       "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+       "media-src 'self' data: blob:; connect-src 'self'; frame-src 'none'; object-src 'none'; "
+       "base-uri 'self'; form-action 'self'")
+HEAD = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+
+EXAMPLES = [
+    "Hoeveel vierkante kilometer is in minder dan een week bevrijd?",
+    "Wat zei Kim Jong-un over Poetin?",
+    "How many square kilometres were liberated in less than a week?",
+    "Which region does Ukraine try to recapture?",
+]
+
+LABELS = {
+    "nl": {"answer": "Antwoord", "passages": "Geciteerde passages", "closest": "Dichtstbijzijnde passages",
+           "not_found": "Het corpus bevat geen passage die deze vraag beantwoordt. Hieronder staan de "
+                        "dichtstbijzijnde passages; dat is geen antwoord.",
+           "no_passages": "Er zijn geen passages gevonden.", "sources": "Bronnen van het laatste antwoord",
+           "no_date": "zonder datum", "legs": {"both": "BM25 + semantisch", "bm25": "BM25", "dense": "semantisch"},
+           "rank": "rang", "error": "Er ging iets mis bij het beantwoorden van deze vraag."},
+    "en": {"answer": "Answer", "passages": "Cited passages", "closest": "Closest passages",
+           "not_found": "No passage in the corpus answers this question. Below are the closest passages; "
+                        "they are not an answer.",
+           "no_passages": "No passages were found.", "sources": "Sources of the last answer",
+           "no_date": "undated", "legs": {"both": "BM25 + semantic", "bm25": "BM25", "dense": "semantic"},
+           "rank": "rank", "error": "Something went wrong while answering this question."},
+}
+EMPTY_QUESTION = "Typ een vraag, in het Nederlands of het Engels. / Type a question, in Dutch or English."
+TOO_LONG = (f"Deze vraag is te lang (maximaal {MAX_QUESTION_CHARS:,} tekens); stel een kortere vraag. / "
+            f"This question is too long (at most {MAX_QUESTION_CHARS:,} characters); ask a shorter one.")
+GENERIC_ERROR = ("Er ging iets mis; probeer het opnieuw of stel een andere vraag. / "
+                 "Something went wrong; try again or ask another question.")
+SOURCES_PLACEHOLDER = ("<div class='nqa-sources nqa-muted'>De bronnen van het laatste antwoord verschijnen hier."
+                       "<br>The sources of the last answer appear here.</div>")
+INTRO = """# nieuws-QA
+Stel een vraag over het nieuws, in het **Nederlands** of het **Engels**. Elk antwoord is een letterlijk
+geciteerde passage uit de bronnen, met de antwoordzin gemarkeerd.
+*Ask in Dutch or English; sources are quoted verbatim, the answering sentence highlighted.*"""
+
+# Corpus text is untrusted. Every character that HTML or Markdown gives a meaning to becomes a
+# numeric entity, in one pass (so entities are never escaped twice): no tag, link, image,
+# emphasis, autolink (":" "." "@") or LaTeX ("$") can be formed, yet the text reads the same.
+_ESCAPES = {ord(c): f"&#{ord(c)};" for c in "&<>\"'`\\*_{}[]()#+-.!|~$:@="}
+_ESCAPES.update({ord("\r"): "", ord("\n"): "<br>"})
+
+
+def esc(text: object) -> str:
+    """HTML- and Markdown-inert text for the chat (newlines become <br>)."""
+    return str(text).translate(_ESCAPES)
+
+
+def _message(body: str) -> str:
+    # One line of HTML: Markdown treats it as a single HTML block and leaves it alone.
+    return f"<div class='nqa-msg'>{body}</div>"
+
+
+def _passage(c, t: dict, *, open_: bool) -> str:
+    # Passages fold so a whole answer fits the chat; a folded one still shows its highlighted
+    # sentence, an unfolded one the whole verbatim passage with that sentence marked.
+    h = c.highlight
+    text = f"{esc(c.text[:h.start])}<mark>{esc(h.text)}</mark>{esc(c.text[h.end:])}"
+    ranks = " · ".join(f"{name} {t['rank']} {c.ranks[leg]}" for leg, name in (("bm25", "BM25"), ("dense", t["legs"]["dense"]))
+                       if c.ranks.get(leg) is not None)
+    title = esc(c.title or c.doc_id)
+    head = (f"<span class='nqa-n'>[{c.n}]</span><span class='nqa-title' title='{title}'>{title}</span>"
+            f"<span class='nqa-meta'>{esc(c.date or t['no_date'])} · {esc(c.source)} · score {c.score:.4f}</span>"
+            f"<span class='nqa-badge nqa-{esc(c.found_by)}' title='{esc(ranks)}'>{esc(t['legs'].get(c.found_by, c.found_by))}</span>"
+            f"<span class='nqa-snippet'>… <mark>{esc(h.text)}</mark> …</span>")
+    return (f"<details class='nqa-passage'{' open' if open_ else ''}><summary>{head}</summary>"
+            f"<p class='nqa-text'>{text}</p></details>")
+
+
+def _sources(answer, t: dict) -> str:
+    docs: dict[str, list] = {}
+    for c in answer.citations:
+        docs.setdefault(c.doc_id, []).append(c)
+    items = "".join(
+        f"<li><span class='nqa-n'>{esc(', '.join(f'[{c.n}]' for c in cs))}</span> "
+        f"<span class='nqa-title'>{esc(cs[0].title or doc_id)}</span><br><span class='nqa-meta'>"
+        f"{esc(cs[0].date or t['no_date'])} · {esc(cs[0].source)}</span></li>" for doc_id, cs in docs.items())
+    return f"<div class='nqa-sources'><h3>{esc(t['sources'])}</h3><ol>{items}</ol></div>"
+
+
+def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 5) -> tuple[str, str]:
+    """Answer a question as a chat message and a sources panel, both safe HTML.
+
+    Args:
+        qa: the loaded index.
+        question: the user's question, Dutch or English.
+        lang: label language ("nl" or "en"); default: the language of the question.
+        k: how many passages to cite.
+
+    Returns:
+        (chat message, sources panel). Never raises: problems become a friendly message.
+    """
+    try:
+        answer = qa.ask(check_question(question), k=k)
+    except QuestionError:
+        too_long = isinstance(question, str) and len(question) > MAX_QUESTION_CHARS
+        return _message(esc(TOO_LONG if too_long else EMPTY_QUESTION)), SOURCES_PLACEHOLDER
+    except QAError as exc:
+        log.warning("question failed: %s", exc)
+        return _message(f"{esc(GENERIC_ERROR)}<br><small>{esc(exc)}</small>"), SOURCES_PLACEHOLDER
+    except Exception:
+        log.exception("unexpected error while answering %r", question[:200])
+        return _message(esc(GENERIC_ERROR)), SOURCES_PLACEHOLDER
+    t = LABELS.get(lang or answer.language, LABELS["en"])
+    if not answer.citations:
+        return _message(f"<p class='nqa-notfound'>{esc(t['no_passages'])}</p>"), SOURCES_PLACEHOLDER
+    if answer.answer_found:
+        # The answer is the best-scoring highlight, which need not sit in the top-ranked passage.
+        best = max(answer.citations, key=lambda c: c.highlight.score)
+        lead = (f"<p class='nqa-label'>{esc(t['answer'])}</p><blockquote class='nqa-quote'>“{esc(best.highlight.text)}”"
+                f" <span class='nqa-n'>[{best.n}]</span></blockquote><p class='nqa-label'>{esc(t['passages'])}</p>")
+    else:
+        best = answer.citations[0]
+        lead = (f"<p class='nqa-notfound'>{esc(t['not_found'])}</p>"
+                f"<p class='nqa-label nqa-closest'>{esc(t['closest'])}</p>")
+    body = lead + "".join(_passage(c, t, open_=c is best) for c in answer.citations)
+    return _message(body), _sources(answer, t)
+
+
+def respond(qa: QA, message: str, history: list | None) -> tuple[list, str]:
+    """One chat turn: the history with the question and its answer appended, and the sources panel."""
+    history = _with_question(message, history)
+    reply, sources = answer_markdown(qa, message)
+    return [*history, {"role": "assistant", "content": reply}], sources
+
+
+def _with_question(message: str, history: list | None) -> list:
+    shown = message if len(message) <= 500 else message[:500] + " …"
+    return [*(history or []), {"role": "user", "content": _message(esc(shown))}]
+
+
+CSS = """
+.nqa-msg { line-height: 1.5; }
+.nqa-msg p { margin: 0.25em 0; }
+.nqa-label { font-size: 0.8em; font-weight: 700; text-transform: uppercase; letter-spacing: 0.04em; color: var(--body-text-color-subdued); }
+.nqa-quote { margin: 0.3em 0 0.8em; padding: 0.4em 0.8em; border-left: 4px solid #f59e0b; background: rgba(245, 158, 11, 0.08); font-size: 1.08em; }
+.nqa-notfound { font-weight: 700; }
+.nqa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.5em 0.75em; margin: 0.5em 0; font-size: 0.93em; }
+.nqa-head { display: flex; flex-wrap: wrap; gap: 0.15em 0.5em; align-items: baseline; margin-bottom: 0.25em; }
+.nqa-title { font-weight: 700; }
+.nqa-meta { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.nqa-n { font-weight: 700; color: #b45309; }
+.nqa-badge { display: inline-block; padding: 0 0.5em; border-radius: 999px; font-size: 0.85em; font-weight: 700; color: white; }
+.nqa-both { background: #047857; } .nqa-bm25 { background: #1d4ed8; } .nqa-dense { background: #7c3aed; }
+.nqa-msg mark { background: #fde68a; color: inherit; padding: 0 0.1em; border-radius: 2px; }
+.nqa-sources h3 { margin: 0 0 0.5em; font-size: 1em; }
+.nqa-sources ol { padding-left: 0; list-style: none; margin: 0; }
+.nqa-sources li { margin-bottom: 0.6em; }
+.nqa-muted { color: var(--body-text-color-subdued); }
+"""
+
+
+def build_app(qa: QA) -> gr.Blocks:
+    """The chat UI around one loaded, shared index. Launch it with `launch_app`."""
+
+    def show_question(message, history):
+        return "", _with_question(message or "", history), message
+
+    def answer_turn(question, history):
+        reply, sources = answer_markdown(qa, question)
+        return [*history, {"role": "assistant", "content": reply}], sources
+
+    def ask(question: str) -> str:
+        """Answer a question; returns the chat message (HTML)."""
+        return answer_markdown(qa, question)[0]
+
+    with gr.Blocks(title="nieuws-QA", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        pending = gr.State("")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(show_label=False, height=620, latex_delimiters=[], buttons=["copy"],
+                                     feedback_options=None, elem_id="nqa-chat")
+                box = gr.Textbox(show_label=False, placeholder="Stel een vraag… / Ask a question…", lines=1,
+                                 max_length=MAX_QUESTION_CHARS, submit_btn=True, elem_id="nqa-question")
+                examples = gr.Examples(EXAMPLES, inputs=box, label="Voorbeeldvragen / Example questions")
+            with gr.Column(scale=2, min_width=260):
+                # Markdown, not gr.HTML: gr.HTML evaluates templates with eval, which the CSP forbids.
+                sources = gr.Markdown(SOURCES_PLACEHOLDER, elem_id="nqa-sources", container=True)
+        for trigger in (box.submit(show_question, [box, chatbot], [box, chatbot, pending], queue=False,
+                                   api_visibility="private"),
+                        examples.load_input_event.then(show_question, [box, chatbot], [box, chatbot, pending],
+                                                       queue=False, api_visibility="private")):
+            trigger.then(answer_turn, [pending, chatbot], [chatbot, sources], api_visibility="private")
+        chatbot.clear(lambda: SOURCES_PLACEHOLDER, None, sources, api_visibility="private")
+        gr.api(ask, api_name="ask")
+    # The model and indexes are shared and searching is read-only (the embedder serialises its
+    # own encodes), so a few questions may run at once; a bounded queue refuses floods.
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo
+
+
+class _SecurityHeaders:
+    """ASGI middleware: the CSP as a response header too (the <meta> only applies once parsed)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"content-security-policy", CSP.encode()),
+                                      (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
+
+
+def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True, **kwargs):
+    """Serve the app locally with the theme, CSS and Content-Security-Policy; nothing is shared."""
+    theme = gr.themes.Default(primary_hue="amber", font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
+                                                         "ui-sans-serif", "system-ui", "sans-serif"))
+    return demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                       head=HEAD, css=CSS, theme=theme, footer_links=[],
+                       app_kwargs={"middleware": [Middleware(_SecurityHeaders)]}, **kwargs)
+
+
+def load_or_build(index: str, corpus: str, model: str | None) -> QA:
+    """Open the index, building it first (with progress on the console) if missing or stale."""
+    reason = stale_reason(index, [corpus])
+    if reason is None:
+        try:
+            return QA.load(index, model=model)
+        except ModelMismatchError as exc:
+            reason = str(exc)
+    print(f"Building the index in {index}/ from {corpus}/ first: {reason}", flush=True)
+    start = time.perf_counter()
+    qa = QA.build([corpus], index, model, progress=True)
+    info = qa.info()
+    print(f"Indexed {info['documents']} documents as {info['chunks']} chunks in {time.perf_counter() - start:.1f} s",
+          flush=True)
+    return qa
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="nieuws-QA chat: questions about Dutch news, answered with cited passages.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--index", default="index", help="index folder (default: index/)")
+    p.add_argument("--corpus", default="seeds", help="corpus folder, indexed when the index is missing or stale (default: seeds/)")
+    p.add_argument("--model", default=None, help="sentence-transformers model name or folder (default: bundled multilingual-e5-small)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        qa = load_or_build(args.index, args.corpus, args.model)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Serving nieuws-QA on http://{args.host}:{args.port}", flush=True)
+    launch_app(build_app(qa), host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

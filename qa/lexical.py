@@ -1,0 +1,393 @@
+"""The lexical leg: an analyzer for Dutch and English text and a sparse BM25 index."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+import Stemmer
+
+from .errors import IndexCorruptError, IndexFormatError
+from .language import LANGUAGES, detect_language
+
+__all__ = ["VERSION", "IDF_FLOOR", "Analyzer", "BM25Index"]
+
+# Bump whenever analyze() can return different tokens for the same input: indexes record it.
+VERSION = "1"
+
+# Snowball's Dutch and English stop-word lists (ASCII, so folding leaves them unchanged), plus
+# question words Snowball keeps ("hoeveel", "how many") and the fragments English contractions
+# split into ("isn't" -> "isn", "t"; "won't" is left alone because "won" is a real word).
+_STOP_NL = frozenset(
+    """
+    aan al alles als altijd andere ben bij daar dan dat de der deze die dit doch doen door dus
+    een eens en er ge geen geweest haar had heb hebben heeft hem het hier hij hoe hun iemand
+    iets ik in is ja je kan kon kunnen maar me meer men met mij mijn moet na naar niet niets nog
+    nu of om omdat onder ons ook op over reeds te tegen toch toen tot u uit uw van veel voor
+    want waren was wat werd wezen wie wil worden wordt zal ze zelf zich zij zijn zo zonder zou
+    hoeveel waar waarom wanneer welk welke
+    """.split()
+)
+_STOP_EN = frozenset(
+    """
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself
+    she her hers herself it its itself they them their theirs themselves what which who whom
+    this that these those am is are was were be been being have has had having do does did
+    doing would should could ought a an the and but if or because as until while of at by for
+    with about against between into through during before after above below to from up down in
+    out on off over under again further then once here there when where why how all any both
+    each few more most other some such no nor not only own same so than too very cannot
+    isn aren wasn weren hasn haven hadn doesn don didn wouldn shan shouldn couldn mustn ll ve re
+    many much
+    """.split()
+)
+_STOPWORDS = {"nl": _STOP_NL, "en": _STOP_EN}
+_STEMMER_NAMES = {"nl": "dutch", "en": "english"}
+
+# Numbers stay whole with their internal separators ("1.127", "2,5", "10.000"); an ordinal
+# suffix ("19e", "21ste", "2nd") is swallowed so "19e eeuw" matches "19". Words are runs of
+# letters and digits that start with a letter, so hyphens and apostrophes split them.
+_TOKEN = re.compile(
+    r"(\d+(?:[.,]\d+)*)(?:(?:ste|st|nd|rd|th|de|e)(?![^\W_]))?"
+    r"|([^\W\d_][^\W_]*)"
+)
+# Invisible characters that sit *inside* words in scraped news (soft hyphens, joiners, BOM);
+# deleting them keeps "bevrij\u00addingen" one word. Zero-width space stays a separator.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200c\u200d\u2060\ufeff"), None)
+# The blocks of combining diacritics NFKD splits off Latin letters; a regex over them is
+# much faster than testing every character with unicodedata.combining().
+_DIACRITICS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+# PyStemmer objects are not thread-safe, so each thread keeps its own.
+_local = threading.local()
+
+
+def _stemmer(lang: str) -> Stemmer.Stemmer:
+    stemmers = _local.__dict__.setdefault("stemmers", {})
+    if lang not in stemmers:
+        stemmers[lang] = Stemmer.Stemmer(_STEMMER_NAMES[lang])
+    return stemmers[lang]
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """Turns text into index terms: tokenise, lowercase, fold, drop stop words, stem.
+
+    Single letters count as stop words: they are mostly leftovers of apostrophes and
+    initials ("Poetin's", "zo'n", "J. Smith").
+    """
+
+    VERSION: ClassVar[str] = VERSION
+
+    stem: bool = True
+    fold_diacritics: bool = True
+    stopwords: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("stem", "fold_diacritics", "stopwords"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+
+    def to_dict(self) -> dict[str, bool]:
+        """Describe the settings for an index manifest.
+
+        Returns:
+            The settings, such that ``Analyzer(**analyzer.to_dict()) == analyzer``.
+        """
+        return {"stem": self.stem, "fold_diacritics": self.fold_diacritics,
+                "stopwords": self.stopwords}
+
+    def analyze(self, text: str, lang: str | None = None) -> list[str]:
+        """Split ``text`` into index terms.
+
+        Args:
+            text: Any string, including empty, control characters or lone surrogates.
+            lang: ``"nl"`` or ``"en"`` (or a tag such as ``"nl-NL"``) chooses stop words and
+                stemmer; None, or a language other than these two, is detected from ``text``.
+
+        Returns:
+            The terms in text order, possibly empty. Numbers are kept whole and never stemmed.
+
+        Raises:
+            TypeError: ``lang`` is neither a string nor None.
+        """
+        if lang is not None and not isinstance(lang, str):
+            raise TypeError(f"lang must be a language code such as 'nl' or None, got {lang!r}")
+        # Corpus metadata may say "nl-NL" or "de"; only Dutch and English have stemmers here,
+        # so anything else is treated like a missing tag rather than failing a whole build.
+        lang = (lang or "").split("-")[0].split("_")[0].lower()
+        if lang not in LANGUAGES:
+            lang = detect_language(text)
+        text = text.translate(_INVISIBLE).casefold()
+        if self.fold_diacritics:
+            text = _DIACRITICS.sub("", unicodedata.normalize("NFKD", text))
+        else:
+            text = unicodedata.normalize("NFKC", text)
+        stop = _STOPWORDS[lang] if self.stopwords else frozenset()
+        terms: list[str] = []
+        word_positions: list[int] = []
+        for number, word in _TOKEN.findall(text):
+            if number:
+                terms.append(number)
+            elif not self.stopwords or (len(word) > 1 and word not in stop):
+                word_positions.append(len(terms))
+                terms.append(word)
+        if self.stem and word_positions:
+            stems = _stemmer(lang).stemWords([terms[i] for i in word_positions])
+            for position, stem in zip(word_positions, stems):
+                terms[position] = stem
+        return terms
+
+
+# When epsilon * average_idf is not positive (one or two documents, or near-duplicates),
+# rank_bm25's floor would zero or even penalise matching terms. Any positive constant ranks a
+# corpus whose idfs are all floored the same way; 0.05 is below the smallest positive idf
+# rank_bm25 gives in a corpus of fewer than 40 documents (log((N/2+1)/(N/2)), N odd), so
+# floored terms still count but practically never outweigh a term that discriminates.
+IDF_FLOOR = 0.05
+
+_FORMAT = 1
+_VOCAB_FILE = "bm25_vocab.json"
+_ARRAY_FILES = {"data": "bm25_data.npy", "indices": "bm25_indices.npy", "indptr": "bm25_indptr.npy"}
+_DTYPES = {"data": np.dtype(np.float64), "indices": np.dtype(np.int32), "indptr": np.dtype(np.int64)}
+
+
+class BM25Index:
+    """BM25 scores of rank_bm25's BM25Okapi, precomputed per (term, document) in a CSC matrix.
+
+    Column t of the N x V matrix holds idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl /
+    avgdl)) for the documents containing t, so a query is a sum of columns. Row i is document i.
+
+    One deliberate deviation from BM25Okapi: it floors only idf < 0 at epsilon * average_idf,
+    which leaves a term in exactly half of the documents at idf 0, and on tiny corpora that
+    floor is itself <= 0; so an exact name or number in a 2-6 chunk corpus could score 0.
+    Here every idf <= 0 is floored, at epsilon * average_idf when that is positive and at
+    IDF_FLOOR otherwise. All other scores equal BM25Okapi.get_scores.
+    """
+
+    def __init__(self, terms: list[str], data: np.ndarray, indices: np.ndarray,
+                 indptr: np.ndarray, *, n_docs: int, params: dict[str, float],
+                 source: Path | None = None) -> None:
+        self._terms = terms
+        self._vocab = {term: column for column, term in enumerate(terms)}
+        self._data, self._indices, self._indptr = data, indices, indptr
+        self._n_docs = n_docs
+        self._params = params
+        self._source = source  # the folder memory-mapped from, so save() cannot clobber it
+
+    @classmethod
+    def build(cls, docs_tokens: Sequence[Sequence[str]], *, k1: float = 1.5, b: float = 0.75,
+              epsilon: float = 0.25) -> BM25Index:
+        """Index tokenised documents; row i of the index is ``docs_tokens[i]``.
+
+        Args:
+            docs_tokens: One list of terms per document (e.g. from Analyzer.analyze).
+            k1: Term-frequency saturation, >= 0.
+            b: Length normalisation, between 0 and 1.
+            epsilon: Fraction of the average idf given to terms with idf <= 0, >= 0.
+
+        Returns:
+            The index.
+
+        Raises:
+            ValueError: A parameter is out of range.
+            TypeError: A document is a string instead of a list of terms.
+        """
+        for name, value, ok in (("k1", k1, k1 >= 0), ("b", b, 0 <= b <= 1),
+                                ("epsilon", epsilon, epsilon >= 0)):
+            if not ok or not math.isfinite(value):
+                raise ValueError(f"{name} must be {'between 0 and 1' if name == 'b' else '>= 0'}"
+                                 f", got {value!r}")
+        for row, doc in enumerate(docs_tokens):
+            if isinstance(doc, str):
+                raise TypeError(f"docs_tokens[{row}] is a str; pass a list of terms per document")
+        n_docs = len(docs_tokens)
+        lengths = np.array([len(doc) for doc in docs_tokens], dtype=np.int64)
+        # Term ids in order of first appearance, the order rank_bm25 sums its idfs in.
+        vocab: dict[str, int] = {}
+        term_ids = np.fromiter((vocab.setdefault(t, len(vocab)) for doc in docs_tokens for t in doc),
+                               dtype=np.int64, count=int(lengths.sum()))
+        n_terms = len(vocab)
+        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+        counts = scipy.sparse.csc_matrix((np.ones(term_ids.size), (doc_ids, term_ids)),
+                                         shape=(n_docs, n_terms))
+        counts.sum_duplicates()
+        counts.sort_indices()
+        indptr = counts.indptr.astype(np.int64)
+        df = np.diff(indptr)
+        # The same two math.log calls as rank_bm25, once per distinct df, for bit-equal idfs.
+        unique_df, inverse = np.unique(df, return_inverse=True)
+        idf = np.array([math.log(n_docs - n + 0.5) - math.log(n + 0.5)
+                        for n in unique_df.tolist()], dtype=np.float64)[inverse]
+        average_idf = sum(idf.tolist()) / n_terms if n_terms else 0.0
+        floor = epsilon * average_idf if epsilon * average_idf > 0 else IDF_FLOOR
+        idf[idf <= 0] = floor
+        tf = counts.data
+        dl = lengths[counts.indices]
+        avgdl = int(lengths.sum()) / n_docs if n_docs else 0.0
+        # Same expression and operation order as BM25Okapi.get_scores, so weights are bit-equal.
+        data = np.repeat(idf, df) * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)))
+        params = {"k1": k1, "b": b, "epsilon": epsilon, "avgdl": avgdl,
+                  "average_idf": average_idf, "idf_floor": floor}
+        return cls(list(vocab), data.astype(np.float64), counts.indices.astype(np.int32), indptr,
+                   n_docs=n_docs, params=params)
+
+    def __len__(self) -> int:
+        return self._n_docs
+
+    def __repr__(self) -> str:
+        return (f"BM25Index(docs={self._n_docs}, terms={len(self._terms)}, "
+                f"k1={self._params['k1']}, b={self._params['b']})")
+
+    def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        """Score every document against a query, like BM25Okapi.get_scores.
+
+        Args:
+            query_tokens: Query terms; a repeated term counts again, unknown terms count 0.
+
+        Returns:
+            float64 array of length len(self).
+
+        Raises:
+            TypeError: ``query_tokens`` is a string instead of a list of terms.
+        """
+        if isinstance(query_tokens, str):
+            raise TypeError("query_tokens is a str; pass a list of terms (Analyzer.analyze)")
+        scores = np.zeros(self._n_docs, dtype=np.float64)
+        for token in query_tokens:
+            column = self._vocab.get(token)
+            if column is not None:
+                start, end = self._indptr[column], self._indptr[column + 1]
+                scores[self._indices[start:end]] += self._data[start:end]
+        return scores
+
+    def coverage(self, query_tokens: Sequence[str]) -> float:
+        """Fraction of the query tokens that occur anywhere in the corpus (0.0 for no tokens)."""
+        if not query_tokens:
+            return 0.0
+        return sum(t in self._vocab for t in query_tokens) / len(query_tokens)
+
+    def top_k(self, query_tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
+        """Return the best ``k`` documents for a query.
+
+        Args:
+            query_tokens: Query terms, as for scores().
+            k: How many results at most; larger than the corpus is fine.
+
+        Returns:
+            (row, score) pairs, best first, only scores > 0; equal scores by lower row.
+
+        Raises:
+            ValueError: ``k`` is negative.
+        """
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k!r}")
+        scores = self.scores(query_tokens)
+        # Select among the matching rows only: argpartition over all N is slow when most
+        # scores are exactly zero.
+        rows = np.flatnonzero(scores > 0)
+        if k == 0 or rows.size == 0:
+            return []
+        values = scores[rows]
+        if k < rows.size:
+            kth = np.partition(values, rows.size - k)[rows.size - k]
+            keep = values >= kth  # keeps every tie at the cut, so lower rows can win it
+            rows, values = rows[keep], values[keep]
+        order = np.lexsort((rows, -values))[:k]
+        return [(int(row), float(score)) for row, score in zip(rows[order], values[order])]
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the index as plain files (JSON vocabulary, .npy arrays, no pickle).
+
+        Args:
+            folder: Where to write; created if missing. Not the folder this index is mapped from.
+
+        Returns:
+            The names of the files written, relative to ``folder``.
+
+        Raises:
+            ValueError: ``folder`` is the folder this index was memory-mapped from.
+        """
+        folder = Path(folder)
+        if self._source is not None and folder.resolve() == self._source:
+            raise ValueError(f"cannot save into {folder}: this index is memory-mapped from it; "
+                             "save into a new folder and swap it in")
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"format": _FORMAT, "n_docs": self._n_docs, **self._params, "terms": self._terms}
+        with open(folder / _VOCAB_FILE, "w", encoding="utf-8") as file:
+            json.dump(meta, file, ensure_ascii=False)
+        for name, filename in _ARRAY_FILES.items():
+            np.save(folder / filename, getattr(self, f"_{name}"), allow_pickle=False)
+        return [_VOCAB_FILE, *_ARRAY_FILES.values()]
+
+    @classmethod
+    def load(cls, folder: Path, *, mmap: bool = True) -> BM25Index:
+        """Read an index written by save().
+
+        Args:
+            folder: The folder save() wrote.
+            mmap: Memory-map the arrays instead of reading them into memory.
+
+        Returns:
+            The index.
+
+        Raises:
+            IndexCorruptError: A file is missing, unreadable or inconsistent with the others.
+            IndexFormatError: The files were written in another format version.
+        """
+        folder = Path(folder)
+        fix = "rebuild the index with `qa build`"
+        try:
+            with open(folder / _VOCAB_FILE, encoding="utf-8") as file:
+                meta = json.load(file)
+            if meta["format"] != _FORMAT:
+                raise IndexFormatError(f"BM25 index format {meta['format']!r} in {folder} is not "
+                                       f"format {_FORMAT}, the one this version reads; {fix}")
+            terms, n_docs = meta["terms"], meta["n_docs"]
+            params = {key: float(meta[key]) for key in
+                      ("k1", "b", "epsilon", "avgdl", "average_idf", "idf_floor")}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexCorruptError(f"BM25 vocabulary {folder / _VOCAB_FILE} is missing or "
+                                    f"unreadable ({exc}); {fix}") from exc
+        if (not isinstance(terms, list) or not isinstance(n_docs, int) or n_docs < 0
+                or not all(isinstance(term, str) for term in terms)):
+            raise IndexCorruptError(f"BM25 vocabulary {folder / _VOCAB_FILE} is malformed; {fix}")
+        arrays = {}
+        for name, filename in _ARRAY_FILES.items():
+            try:
+                array = np.load(folder / filename, mmap_mode="r" if mmap else None,
+                                allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise IndexCorruptError(f"BM25 array {folder / filename} is missing or "
+                                        f"truncated ({exc}); {fix}") from exc
+            if array.ndim != 1 or array.dtype != _DTYPES[name]:
+                raise IndexCorruptError(f"BM25 array {folder / filename} has shape {array.shape} "
+                                        f"and dtype {array.dtype}, expected 1-D {_DTYPES[name]}; {fix}")
+            arrays[name] = array
+        data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        problem = None
+        if indptr.size != len(terms) + 1:
+            problem = f"{indptr.size - 1} columns for {len(terms)} terms"
+        elif indptr[0] != 0 or indptr[-1] != data.size or data.size != indices.size:
+            problem = f"{data.size} weights, {indices.size} rows, pointers end at {indptr[-1]}"
+        elif np.any(indptr[1:] < indptr[:-1]):
+            problem = "column pointers decrease"
+        elif indices.size and (indices.min() < 0 or indices.max() >= n_docs):
+            problem = f"row numbers outside 0..{n_docs - 1}"
+        if problem is not None:
+            raise IndexCorruptError(f"BM25 index in {folder} is inconsistent ({problem}); {fix}")
+        index = cls(terms, data, indices, indptr, n_docs=n_docs, params=params,
+                    source=folder.resolve() if mmap else None)
+        if len(index._vocab) != len(terms):
+            raise IndexCorruptError(f"BM25 vocabulary in {folder} repeats terms; {fix}")
+        return index

