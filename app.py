@@ -166,20 +166,25 @@ def _with_question(message: str, history: list | None) -> list:
 CSS = """
 .nqa-msg { line-height: 1.5; }
 .nqa-msg p { margin: 0.25em 0; }
-.nqa-label { font-size: 0.8em; font-weight: 700; text-transform: uppercase; letter-spacing: 0.04em; color: var(--body-text-color-subdued); }
-.nqa-quote { margin: 0.3em 0 0.8em; padding: 0.4em 0.8em; border-left: 4px solid #f59e0b; background: rgba(245, 158, 11, 0.08); font-size: 1.08em; }
+.nqa-label { font-size: 0.78em; font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em; color: var(--body-text-color-subdued); }
+.nqa-quote { margin: 0.2em 0 0.7em; padding: 0.45em 0.8em; border-left: 4px solid #d97706; background: #fffbeb; font-size: 1.05em; }
 .nqa-notfound { font-weight: 700; }
-.nqa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.5em 0.75em; margin: 0.5em 0; font-size: 0.93em; }
-.nqa-head { display: flex; flex-wrap: wrap; gap: 0.15em 0.5em; align-items: baseline; margin-bottom: 0.25em; }
-.nqa-title { font-weight: 700; }
-.nqa-meta { color: var(--body-text-color-subdued); font-size: 0.9em; }
+.nqa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.4em 0.7em; margin: 0.4em 0; font-size: 0.94em; }
+.nqa-passage summary { cursor: pointer; display: flex; flex-wrap: wrap; gap: 0.1em 0.5em; align-items: baseline; }
+.nqa-passage summary::-webkit-details-marker { display: none; }
+.nqa-passage[open] summary { margin-bottom: 0.3em; }
+.nqa-title { font-weight: 700; flex: 1 1 12em; min-width: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.nqa-meta { color: var(--body-text-color-subdued); font-size: 0.88em; }
+.nqa-snippet { flex-basis: 100%; color: var(--body-text-color-subdued); }
+.nqa-passage[open] .nqa-snippet { display: none; }
+.nqa-text { margin: 0; }
 .nqa-n { font-weight: 700; color: #b45309; }
-.nqa-badge { display: inline-block; padding: 0 0.5em; border-radius: 999px; font-size: 0.85em; font-weight: 700; color: white; }
+.nqa-badge { padding: 0 0.55em; border-radius: 999px; font-size: 0.8em; font-weight: 700; color: white; }
 .nqa-both { background: #047857; } .nqa-bm25 { background: #1d4ed8; } .nqa-dense { background: #7c3aed; }
-.nqa-msg mark { background: #fde68a; color: inherit; padding: 0 0.1em; border-radius: 2px; }
+.nqa-msg mark { background: #fde68a; color: #1f2937; padding: 0 0.1em; border-radius: 2px; }
 .nqa-sources h3 { margin: 0 0 0.5em; font-size: 1em; }
 .nqa-sources ol { padding-left: 0; list-style: none; margin: 0; }
-.nqa-sources li { margin-bottom: 0.6em; }
+.nqa-sources li { margin-bottom: 0.7em; }
 .nqa-muted { color: var(--body-text-color-subdued); }
 """
 
@@ -244,6 +249,8 @@ def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, bl
     """Serve the app locally with the theme, CSS and Content-Security-Policy; nothing is shared."""
     theme = gr.themes.Default(primary_hue="amber", font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)),
                                                          "ui-sans-serif", "system-ui", "sans-serif"))
+    # The bundled SemiBold (600) font files are incomplete subsets; stick to 400 and 700.
+    theme = theme.set(prose_header_text_weight="700", button_large_text_weight="700", button_medium_text_weight="700")
     return demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
                        head=HEAD, css=CSS, theme=theme, footer_links=[],
                        app_kwargs={"middleware": [Middleware(_SecurityHeaders)]}, **kwargs)
@@ -275,13 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="sentence-transformers model name or folder (default: bundled multilingual-e5-small)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks
     try:
         qa = load_or_build(args.index, args.corpus, args.model)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Serving nieuws-QA on http://{args.host}:{args.port}", flush=True)
-    launch_app(build_app(qa), host=args.host, port=args.port)
+    demo = build_app(qa)
+    launch_app(demo, host=args.host, port=args.port, block=False, quiet=True)
+    print(f"nieuws-QA is ready on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
+    demo.block_thread()
     return 0
 
 
