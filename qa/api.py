@@ -141,7 +141,8 @@ class QA:
     # ------------------------------------------------------------------ querying
 
     def search(self, question: str, *, k: int = 10, mode: str = "hybrid", depth: int | None = None,
-               rrf_k: int | None = None, weights: dict | None = None) -> list[Hit]:
+               rrf_k: int | None = None, weights: dict | None = None,
+               query_vector: np.ndarray | None = None) -> list[Hit]:
         """Return the k best chunks for a question.
 
         Args:
@@ -150,6 +151,7 @@ class QA:
             mode: "hybrid" (RRF of both legs), "bm25" or "dense".
             depth: candidates per leg before fusion (default from the index manifest).
             rrf_k, weights: fusion constant and per-leg weights (defaults from the manifest).
+            query_vector: the question's embedding, if the caller already has it.
         """
         question = check_question(question)
         if mode not in MODES:
@@ -167,7 +169,9 @@ class QA:
             # the dense leg, while a question in the corpus language keeps full weight.
             weights["bm25"] = weights.get("bm25", 1.0) * self.bm25.coverage(terms)
         if mode in ("hybrid", "dense"):
-            legs["dense"] = self.dense.search(self._query_vector(question), depth)
+            if query_vector is None:
+                query_vector = self._query_vector(question)
+            legs["dense"] = self.dense.search(query_vector, depth)
         hits = rrf(legs, k=self.rrf_k if rrf_k is None else rrf_k, weights=weights)[:k]
         return [replace(h, ranks={"bm25": h.ranks.get("bm25"), "dense": h.ranks.get("dense")}) for h in hits]
 
@@ -179,8 +183,8 @@ class QA:
         """
         question = check_question(question)
         language = detect_language(question)
-        hits = self.search(question, k=k)
         qvec = self._query_vector(question)
+        hits = self.search(question, k=k, query_vector=qvec)
         qterms = set(self.analyzer.analyze(question, language))
         citations = []
         for n, hit in enumerate(hits, start=1):
