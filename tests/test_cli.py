@@ -1,0 +1,58 @@
+"""The command line: build, ask (text and JSON), info, errors, and building on first ask."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from qa.api import stale_reason
+from qa.cli import main
+
+from conftest import SEEDS
+
+
+def test_build_ask_info_with_fake_model(news_dir, tmp_path, capsys):
+    index = str(tmp_path / "idx")
+    assert main(["build", str(news_dir), "--index", index, "--model", "hash-64"]) == 0
+    assert "indexed 6 documents" in capsys.readouterr().out
+    assert main(["ask", "inflatie CBS december", "--index", index, "--json", "-k", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["citations"]) == 2 and out["citations"][0]["doc_id"] == "economie.txt"
+    assert out["citations"][0]["date"] == "2023-01-15"
+    assert main(["info", "--index", index, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == 6 and info["model"]["name"] == "hash-64"
+    assert main(["ask", "inflatie", "--index", index]) == 0
+    assert "economie.txt" in capsys.readouterr().out
+
+
+def test_errors_print_error_and_exit_nonzero(news_dir, tmp_path, capsys):
+    assert main(["ask", "   ", "--index", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.startswith("error: the question is empty")
+    assert main(["info", "--index", str(tmp_path / "none")]) == 1
+    assert "error: no index" in capsys.readouterr().err
+    (news_dir / "bad.txt").write_bytes(b"\xff\xfe\x00 binary")
+    assert main(["build", str(news_dir), "--index", str(tmp_path / "idx"), "--model", "hash-64"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bad.txt" in err and "Traceback" not in err
+    assert main(["build", str(news_dir), "--index", str(tmp_path / "idx"), "--model", "hash-64", "--skip-bad"]) == 0
+
+
+def test_stale_reason_follows_the_corpus(news_dir, tmp_path):
+    index = tmp_path / "idx"
+    assert "no index" in stale_reason(index, [news_dir])
+    main(["build", str(news_dir), "--index", str(index), "--model", "hash-64"])
+    assert stale_reason(index, [news_dir]) is None
+    (news_dir / "sport.txt").write_text("date 2023-01 Ajax won van PSV.", encoding="utf-8")
+    assert "sport.txt" in stale_reason(index, [news_dir])
+
+
+def test_ask_without_index_builds_from_seeds(tmp_path, monkeypatch, capsys):
+    shutil.copytree(SEEDS, tmp_path / "seeds")
+    monkeypatch.chdir(tmp_path)
+    assert main(["ask", "Hoeveel vierkante kilometer is in minder dan een week bevrijd?", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "building it from seeds/" in captured.err
+    answer = json.loads(captured.out)
+    assert answer["answer_found"] and "400 vierkante kilometer" in answer["citations"][0]["highlight"]["text"]
+    assert (tmp_path / "index" / "CURRENT").is_file()
