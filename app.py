@@ -8,16 +8,19 @@ Builds the index first when it is missing or stale for the corpus, then serves t
 from __future__ import annotations
 
 import os
+import sys
 
 # Nothing leaves the machine: analytics, the version check and hub calls are read from the
 # environment when gradio and huggingface_hub are imported, so this must come first.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["HF_HUB_OFFLINE"] = "1"
+# The default model is local; a hub name passed with --model still loads (and is cached) when the
+# user has not set HF_HUB_OFFLINE themselves.
+os.environ.setdefault("HF_HUB_OFFLINE", "0" if "--model" in sys.argv else "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -33,13 +36,24 @@ CSP = ("default-src 'self' 'unsafe-inline' data: blob:; script-src 'self' 'unsaf
        "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
        "media-src 'self' data: blob:; connect-src 'self'; frame-src 'none'; object-src 'none'; "
        "base-uri 'self'; form-action 'self'")
-HEAD = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+# Answers are long, and Gradio's autoscroll would show their last passage: instead, scroll each new
+# exchange so its question sits at the top of the chat and the quoted answer right below it.
+SCROLL_JS = """(() => { let shown = "";
+  new MutationObserver(() => {
+    const box = document.querySelector("#nqa-chat .bubble-wrap"), rows = box ? box.querySelectorAll(".user-row") : [];
+    const key = rows.length + "/" + box?.querySelectorAll(".bot-row").length;
+    if (!rows.length || key === shown) return;
+    shown = key;
+    requestAnimationFrame(() => { box.scrollTop += rows[rows.length - 1].getBoundingClientRect().top - box.getBoundingClientRect().top - 8; });
+  }).observe(document.documentElement, {childList: true, subtree: true}); })();"""
+HEAD = f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><script>{SCROLL_JS}</script>'
 
 EXAMPLES = [
     "Hoeveel vierkante kilometer is in minder dan een week bevrijd?",
     "Wat zei Kim Jong-un over Poetin?",
+    "Welke regio probeert Oekraïne te heroveren?",
     "How many square kilometres were liberated in less than a week?",
-    "Which region does Ukraine try to recapture?",
+    "What did Kim Jong-un say about Putin?",
 ]
 
 LABELS = {
@@ -48,13 +62,13 @@ LABELS = {
                         "dichtstbijzijnde passages; dat is geen antwoord.",
            "no_passages": "Er zijn geen passages gevonden.", "sources": "Bronnen van het laatste antwoord",
            "no_date": "zonder datum", "legs": {"both": "BM25 + semantisch", "bm25": "BM25", "dense": "semantisch"},
-           "rank": "rang", "error": "Er ging iets mis bij het beantwoorden van deze vraag."},
+           "rank": "rang"},
     "en": {"answer": "Answer", "passages": "Cited passages", "closest": "Closest passages",
            "not_found": "No passage in the corpus answers this question. Below are the closest passages; "
                         "they are not an answer.",
            "no_passages": "No passages were found.", "sources": "Sources of the last answer",
            "no_date": "undated", "legs": {"both": "BM25 + semantic", "bm25": "BM25", "dense": "semantic"},
-           "rank": "rank", "error": "Something went wrong while answering this question."},
+           "rank": "rank"},
 }
 EMPTY_QUESTION = "Typ een vraag, in het Nederlands of het Engels. / Type a question, in Dutch or English."
 TOO_LONG = (f"Deze vraag is te lang (maximaal {MAX_QUESTION_CHARS:,} tekens); stel een kortere vraag. / "
@@ -94,9 +108,9 @@ def _passage(c, t: dict, *, open_: bool) -> str:
                        if c.ranks.get(leg) is not None)
     title = esc(c.title or c.doc_id)
     head = (f"<span class='nqa-n'>[{c.n}]</span><span class='nqa-title' title='{title}'>{title}</span>"
-            f"<span class='nqa-meta'>{esc(c.date or t['no_date'])} · {esc(c.source)} · score {c.score:.4f}</span>"
             f"<span class='nqa-badge nqa-{esc(c.found_by)}' title='{esc(ranks)}'>{esc(t['legs'].get(c.found_by, c.found_by))}</span>"
-            f"<span class='nqa-snippet'>… <mark>{esc(h.text)}</mark> …</span>")
+            f"<span class='nqa-meta'>{esc(c.date or t['no_date'])} · {esc(c.source)} · score {c.score:.4f}</span>"
+            f"<span class='nqa-snippet'><mark>{esc(h.text)}</mark></span>")
     return (f"<details class='nqa-passage'{' open' if open_ else ''}><summary>{head}</summary>"
             f"<p class='nqa-text'>{text}</p></details>")
 
@@ -139,8 +153,7 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
     if not answer.citations:
         return _message(f"<p class='nqa-notfound'>{esc(t['no_passages'])}</p>"), SOURCES_PLACEHOLDER
     if answer.answer_found:
-        # The answer is the best-scoring highlight, which need not sit in the top-ranked passage.
-        best = max(answer.citations, key=lambda c: c.highlight.score)
+        best = answer.answer_citation
         lead = (f"<p class='nqa-label'>{esc(t['answer'])}</p><blockquote class='nqa-quote'>“{esc(best.highlight.text)}”"
                 f" <span class='nqa-n'>[{best.n}]</span></blockquote><p class='nqa-label'>{esc(t['passages'])}</p>")
     else:
@@ -166,16 +179,17 @@ def _with_question(message: str, history: list | None) -> list:
 CSS = """
 .nqa-msg { line-height: 1.5; }
 .nqa-msg p { margin: 0.25em 0; }
-.nqa-label { font-size: 0.78em; font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em; color: var(--body-text-color-subdued); }
-.nqa-quote { margin: 0.2em 0 0.7em; padding: 0.45em 0.8em; border-left: 4px solid #d97706; background: #fffbeb; font-size: 1.05em; }
+.nqa-label { font-size: 0.78em; font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em; color: #6b7280; }
+.nqa-quote { margin: 0.2em 0 0.7em; padding: 0.45em 0.8em; border-left: 4px solid #d97706; background: rgba(245, 158, 11, 0.1); font-size: 1.05em; }
 .nqa-notfound { font-weight: 700; }
 .nqa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.4em 0.7em; margin: 0.4em 0; font-size: 0.94em; }
-.nqa-passage summary { cursor: pointer; display: flex; flex-wrap: wrap; gap: 0.1em 0.5em; align-items: baseline; }
+.nqa-passage summary { cursor: pointer; display: flex; flex-wrap: wrap; gap: 0 0.5em; align-items: baseline; }
 .nqa-passage summary::-webkit-details-marker { display: none; }
 .nqa-passage[open] summary { margin-bottom: 0.3em; }
 .nqa-title { font-weight: 700; flex: 1 1 12em; min-width: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.nqa-meta { color: var(--body-text-color-subdued); font-size: 0.88em; }
-.nqa-snippet { flex-basis: 100%; color: var(--body-text-color-subdued); }
+.nqa-meta { color: #6b7280; font-size: 0.85em; flex-basis: 100%; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.nqa-snippet { flex-basis: 100%; min-width: 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.nqa-snippet mark { background: #fef3c7 !important; }
 .nqa-passage[open] .nqa-snippet { display: none; }
 .nqa-text { margin: 0; }
 .nqa-n { font-weight: 700; color: #b45309; }
@@ -183,6 +197,7 @@ CSS = """
 .nqa-both { background: #047857; } .nqa-bm25 { background: #1d4ed8; } .nqa-dense { background: #7c3aed; }
 .nqa-msg mark { background: #fde68a; color: #1f2937; padding: 0 0.1em; border-radius: 2px; }
 .nqa-sources h3 { margin: 0 0 0.5em; font-size: 1em; }
+.nqa-sources .nqa-title, .nqa-sources .nqa-meta { white-space: normal; }
 .nqa-sources ol { padding-left: 0; list-style: none; margin: 0; }
 .nqa-sources li { margin-bottom: 0.7em; }
 .nqa-muted { color: var(--body-text-color-subdued); }
@@ -208,14 +223,14 @@ def build_app(qa: QA) -> gr.Blocks:
         pending = gr.State("")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(show_label=False, height=620, latex_delimiters=[], buttons=["copy"],
+                chatbot = gr.Chatbot(show_label=False, height=680, latex_delimiters=[], buttons=["copy"], autoscroll=False,
                                      feedback_options=None, elem_id="nqa-chat")
                 box = gr.Textbox(show_label=False, placeholder="Stel een vraag… / Ask a question…", lines=1,
                                  max_length=MAX_QUESTION_CHARS, submit_btn=True, elem_id="nqa-question")
-                examples = gr.Examples(EXAMPLES, inputs=box, label="Voorbeeldvragen / Example questions")
             with gr.Column(scale=2, min_width=260):
                 # Markdown, not gr.HTML: gr.HTML evaluates templates with eval, which the CSP forbids.
                 sources = gr.Markdown(SOURCES_PLACEHOLDER, elem_id="nqa-sources", container=True)
+                examples = gr.Examples(EXAMPLES, inputs=box, label="Voorbeeldvragen / Example questions")
         for trigger in (box.submit(show_question, [box, chatbot], [box, chatbot, pending], queue=False,
                                    api_visibility="private"),
                         examples.load_input_event.then(show_question, [box, chatbot], [box, chatbot, pending],
@@ -264,11 +279,11 @@ def load_or_build(index: str, corpus: str, model: str | None) -> QA:
             return QA.load(index, model=model)
         except ModelMismatchError as exc:
             reason = str(exc)
-    print(f"Building the index in {index}/ from {corpus}/ first: {reason}", flush=True)
+    print(f"Building the index in {index}/ from {corpus}/ first (reason: {reason})", flush=True)
     start = time.perf_counter()
     qa = QA.build([corpus], index, model, progress=True)
     info = qa.info()
-    print(f"Indexed {info['documents']} documents as {info['chunks']} chunks in {time.perf_counter() - start:.1f} s",
+    print(f"Indexed {info['documents']} document(s) as {info['chunks']} chunks in {time.perf_counter() - start:.1f} s",
           flush=True)
     return qa
 
@@ -290,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     demo = build_app(qa)
     launch_app(demo, host=args.host, port=args.port, block=False, quiet=True)
+    # The first encode pays torch's warm-up (seconds): pay it now, while the first visitor's page loads.
+    threading.Thread(target=answer_markdown, args=(qa, EXAMPLES[0]), daemon=True).start()
     print(f"nieuws-QA is ready on http://{args.host}:{args.port} (Ctrl+C stops it)", flush=True)
     demo.block_thread()
     return 0

@@ -69,6 +69,16 @@ class Answer:
     answer_found: bool
     citations: tuple[Citation, ...] = ()
 
+    @property
+    def answer_citation(self) -> Citation | None:
+        """The citation whose highlighted sentence answers best (None when no answer was found).
+
+        Citations stay in retrieval order; the passage ranked first need not hold the best sentence.
+        """
+        if not self.answer_found or not self.citations:
+            return None
+        return max(self.citations, key=lambda c: (c.highlight.score, -c.n))
+
     def to_dict(self) -> dict:
         """The structure `qa ask --json` prints."""
         return {

@@ -6,8 +6,10 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
+from .corpus import CorpusWarning
 from .errors import IndexMissingError, QAError
 
 DEFAULT_CORPUS = "seeds"
@@ -20,14 +22,28 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    default_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         return args.run(args)
     except QAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Messages name corpus files and ids, which are untrusted: no raw control characters.
+        print(f"error: {_inert(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    if issubclass(category, CorpusWarning):
+        return f"warning: {_inert(str(message))}\n"
+    return _FORMATWARNING(message, category, filename, lineno, line)
+
+
+_FORMATWARNING = warnings.formatwarning
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--index", default=DEFAULT_INDEX)
     i.add_argument("--json", action="store_true")
     i.set_defaults(run=_info)
+
+    e = sub.add_parser("eval", help="evaluate retrieval and answers on question sets (needs the [eval] extra)")
+    from .evaluate import add_arguments as _eval_arguments
+    _eval_arguments(e)
+    e.set_defaults(run=_eval)
     return p
 
 
@@ -63,7 +84,7 @@ def _build(args) -> int:
     qa = QA.build(args.paths, args.index, args.model, skip_bad=args.skip_bad, progress=sys.stderr.isatty())
     info = qa.info()
     if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=2))
+        print(to_json(info, indent=2))
     else:
         print(f"indexed {info['documents']} documents as {info['chunks']} chunks with {info['model']['name']} into {args.index}/")
     return 0
@@ -84,7 +105,7 @@ def _ask(args) -> int:
         qa = QA.build([DEFAULT_CORPUS], args.index, args.model, progress=sys.stderr.isatty())
     answer = qa.ask(args.question, k=args.k)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False))
+        print(to_json(answer.to_dict()))
     else:
         print(format_answer(answer))
     return 0
@@ -95,12 +116,18 @@ def _info(args) -> int:
 
     info = QA.load(args.index).info()
     if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=2))
+        print(to_json(info, indent=2))
     else:
         print(f"index      {info['index']}\nformat     {info['format_version']}\ncreated    {info['created']}\n"
               f"model      {info['model']['name']} ({info['model']['dim']}-d)\n"
               f"documents  {info['documents']}\nchunks     {info['chunks']}")
     return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import run
+
+    return run(args)
 
 
 def format_answer(answer) -> str:
@@ -109,11 +136,12 @@ def format_answer(answer) -> str:
     if not answer.answer_found:
         lines.append("No passage in the corpus answers this question. Closest passages:" if answer.language == "en"
                      else "Geen passage in het corpus beantwoordt deze vraag. Dichtstbijzijnde passages:")
-    elif answer.citations:
-        lines.append(f"[{answer.citations[0].n}] {_clean(answer.citations[0].highlight.text)}")
+    else:
+        best = answer.answer_citation
+        lines.append(f"[{best.n}] {_clean(best.highlight.text)}")
     for c in answer.citations:
         legs = {"both": "bm25+dense", "bm25": "bm25", "dense": "dense"}.get(c.found_by, c.found_by)
-        lines.append(f"\n[{c.n}] {_clean(c.title)} — {c.date or 'n.d.'} — {c.doc_id} (score {c.score:.4f}, {legs})")
+        lines.append(f"\n[{c.n}] {_clean(c.title)} — {_clean(c.date or 'n.d.')} — {_clean(c.doc_id)} (score {c.score:.4f}, {legs})")
         h = c.highlight
         lines.append("    " + _clean(c.text[: h.start] + ">>" + h.text + "<<" + c.text[h.end :]))
     return "\n".join(lines)
@@ -122,6 +150,30 @@ def format_answer(answer) -> str:
 def _clean(text: str) -> str:
     # Corpus text is untrusted: strip terminal control sequences (ESC etc.) before printing.
     return "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text).replace("\n", "\n    ")
+
+
+def _inert(text: str) -> str:
+    """Text with every non-printable character shown as an escape (\\x1b), for error messages."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def to_json(data, *, indent: int | None = None) -> str:
+    """JSON with UTF-8 text as is, but no raw control, bidi or lone surrogate character.
+
+    json.dumps escapes only C0 controls; DEL, C1 (U+009B is a CSI), bidi overrides and lone
+    surrogates (from undecodable argv bytes) would reach the terminal or break UTF-8 output.
+    Outside strings JSON is ASCII, so escaping every non-printable character is always valid.
+    """
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    return "".join(ch if ch.isprintable() or ch == "\n" else _json_escape(ch) for ch in text)
+
+
+def _json_escape(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 if __name__ == "__main__":
