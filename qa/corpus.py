@@ -107,6 +107,8 @@ def _entries(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
             if root.suffix.lower() not in SUFFIXES:
                 raise CorpusError(f"{root}: unsupported file type {root.suffix!r}; use .txt, .md or .jsonl")
             found = [(root, root.name)]
+        elif root.exists():  # a FIFO or device: reading it could block forever or never end
+            raise CorpusError(f"{root}: not a regular file or folder; name a file or folder of news texts")
         else:
             raise CorpusError(f"{root}: no such file or folder; check the path")
         for path, doc_id in found:
@@ -143,7 +145,12 @@ def _walk(root: Path) -> Iterator[tuple[Path, str]]:
 
 def _inside(link: Path, real_root: Path) -> bool:
     """Whether a symlink stays inside the corpus folder; warn when it does not."""
-    if link.resolve().is_relative_to(real_root):
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        warnings.warn(f"{link}: symlink cannot be resolved (a loop?); skipped", CorpusWarning)
+        return False
+    if target.is_relative_to(real_root):
         return True
     warnings.warn(f"{link}: symlink points outside {real_root}; skipped", CorpusWarning)
     return False
@@ -151,6 +158,10 @@ def _inside(link: Path, real_root: Path) -> bool:
 
 def _read_file(path: Path, doc_id: str, skip_bad: bool) -> list[Article]:
     try:
+        if not _is_unicode(str(path)):
+            # Undecodable bytes in a name come back from the OS as lone surrogates, which no
+            # UTF-8 index file can store.
+            raise CorpusError(f"{path}: file name is not valid UTF-8; rename the file{_SKIP_HINT}")
         content = _decode(path)
         if path.suffix.lower() == ".jsonl":
             return list(_read_jsonl(path, content, skip_bad))
@@ -202,6 +213,8 @@ def _jsonl_article(path: Path, number: int, line: str) -> Article:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise CorpusError(f"{where}: not valid JSON ({error.msg} at column {error.colno}){_SKIP_HINT}") from None
+    except (ValueError, RecursionError) as error:  # an integer over 4,300 digits; nesting too deep
+        raise CorpusError(f"{where}: not valid JSON ({type(error).__name__}: {str(error)[:100]}){_SKIP_HINT}") from None
     if not isinstance(record, dict):
         raise CorpusError(f"{where}: expected a JSON object with 'id' and 'text'{_SKIP_HINT}")
     doc_id, text = record.get("id"), record.get("text")
@@ -209,6 +222,11 @@ def _jsonl_article(path: Path, number: int, line: str) -> Article:
         raise CorpusError(f"{where}: missing or empty 'id' (a string or integer){_SKIP_HINT}")
     if not isinstance(text, str) or not text.strip():
         raise CorpusError(f"{where}: missing or empty 'text'{_SKIP_HINT}")
+    for key in ("id", "text", "title", "date", "url", "source", "lang"):
+        # JSON may escape half a surrogate pair ("\ud800"): not text, and not writable as UTF-8.
+        if isinstance(record.get(key), str) and not _is_unicode(record[key]):
+            raise CorpusError(f"{where}: '{key}' contains a lone surrogate escape (\\udxxx), which is not valid "
+                              f"Unicode text{_SKIP_HINT}")
     fields = {key: _optional(record, key, where) for key in ("title", "date", "url", "source", "lang")}
     date = fields["date"]
     if date is not None:
@@ -219,6 +237,15 @@ def _jsonl_article(path: Path, number: int, line: str) -> Article:
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").lstrip()
     return Article(str(doc_id), text, fields["title"] or _title(text), date, str(path),
                    url=fields["url"], publisher=fields["source"], lang=fields["lang"])
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether text is encodable as UTF-8, i.e. holds no lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _optional(record: dict, key: str, where: str) -> str | None:

@@ -22,14 +22,28 @@ import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from .errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# The manifest's own checksum, over its other content: data files are checksummed in the
+# manifest, and this covers the manifest itself (a flipped digit in "k": 60 would otherwise
+# load and silently change results).
+MANIFEST_CHECKSUM = "manifest_sha256"
 CURRENT = "CURRENT"
 _GEN_PREFIX = "g-"
+# How often a reader starts again from CURRENT when rebuilds removed the generation it was reading.
+LOAD_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of a manifest's content without its own checksum field (canonical JSON)."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -76,6 +90,7 @@ def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: 
                 for f, n in sorted(rows.items())
             }
             full = {"format_version": FORMAT_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **manifest, "files": files}
+            full[MANIFEST_CHECKSUM] = manifest_checksum(full)
             _write_durably(tmp / MANIFEST, json.dumps(full, indent=2, ensure_ascii=False).encode("utf-8"))
             for f in files:
                 _fsync(tmp / f)
@@ -84,8 +99,9 @@ def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: 
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        previous = _current_name(index_dir)
         _write_durably(index_dir / CURRENT, (name + "\n").encode())
-        _remove_old_generations(index_dir, keep={name})
+        _remove_old_generations(index_dir, keep={name}, previous=previous)
     return index_dir / name
 
 
@@ -114,13 +130,19 @@ def _remove_debris(index_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def _remove_old_generations(index_dir: Path, keep: set[str]) -> None:
-    # Keep the previous generation too: a reader that resolved CURRENT just before the swap may
-    # still be opening its files.
-    gens = sorted((p for p in index_dir.iterdir() if p.is_dir() and p.name.startswith(_GEN_PREFIX)), key=lambda p: p.name)
-    previous = [p for p in gens if p.name not in keep][-1:]
-    for p in gens:
-        if p.name not in keep and p not in previous:
+def _current_name(index_dir: Path) -> str | None:
+    try:
+        return (index_dir / CURRENT).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _remove_old_generations(index_dir: Path, keep: set[str], previous: str | None) -> None:
+    # Keep the previous live generation too: a reader that resolved CURRENT just before the swap
+    # may still be opening its files. It is the one CURRENT named, not the latest name: names
+    # sort by second only, and a killed build can leave a never-live generation behind.
+    for p in index_dir.iterdir():
+        if p.is_dir() and p.name.startswith(_GEN_PREFIX) and p.name not in keep and p.name != previous:
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -131,6 +153,8 @@ def current_generation(index_dir: Path) -> Path:
         name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise IndexMissingError(f"no index in {index_dir}/; build one with `qa build PATH --index {index_dir}`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{index_dir / CURRENT} cannot be read ({exc}); rebuild with `qa build`") from None
     folder = index_dir / name
     if not name.startswith(_GEN_PREFIX) or "/" in name or not folder.is_dir():
         raise IndexCorruptError(f"{index_dir / CURRENT} points to {name!r}, which is not there; rebuild with `qa build`")
@@ -157,6 +181,8 @@ def read_manifest(folder: Path) -> dict:
         raise IndexFormatError(f"index format {version} is outdated (this version reads {FORMAT_VERSION}); rebuild with `qa build`")
     if not isinstance(manifest.get("files"), dict):
         raise IndexCorruptError(f"{folder / MANIFEST} lists no files; rebuild with `qa build`")
+    if manifest.get(MANIFEST_CHECKSUM) != manifest_checksum(manifest):
+        raise IndexCorruptError(f"{folder / MANIFEST} fails its checksum (corrupted or changed); rebuild with `qa build`")
     return manifest
 
 
@@ -164,15 +190,45 @@ def verify_files(folder: Path, manifest: dict) -> None:
     """Check every file the manifest lists: present, same size, same sha256."""
     for name, meta in manifest["files"].items():
         path = folder / name
-        if not path.is_file():
+        try:
+            size = path.stat().st_size if path.is_file() else None
+            digest = sha256_file(path) if size == meta.get("bytes") else None
+        except OSError:  # removed between the checks, e.g. by a rebuild's clean-up
+            size = digest = None
+        if size is None:
             raise IndexCorruptError(f"index file {path} is missing; rebuild with `qa build`")
-        if path.stat().st_size != meta.get("bytes"):
+        if size != meta.get("bytes"):
             raise IndexCorruptError(
-                f"index file {path} has {path.stat().st_size} bytes, the manifest says {meta.get('bytes')} "
+                f"index file {path} has {size} bytes, the manifest says {meta.get('bytes')} "
                 "(truncated or changed); rebuild with `qa build`"
             )
-        if sha256_file(path) != meta.get("sha256"):
+        if digest != meta.get("sha256"):
             raise IndexCorruptError(f"index file {path} fails its checksum (corrupted or changed); rebuild with `qa build`")
+
+
+def read_live(index_dir: Path, read: Callable[[Path, dict], T], *, verify: bool = True) -> T:
+    """Open the live generation and return ``read(folder, manifest)``.
+
+    A rebuild keeps only the previous generation, so one that swaps twice while a reader is busy
+    removes the files under it. A reader that then fails while CURRENT has moved on starts again
+    from the new CURRENT; generations never change in place, so it never mixes two of them.
+
+    Raises:
+        IndexMissingError, IndexCorruptError, IndexFormatError: as open_index, or from ``read``.
+    """
+    index_dir = Path(index_dir)
+    attempt = 1
+    while True:
+        folder = current_generation(index_dir)
+        try:
+            manifest = read_manifest(folder)
+            if verify:
+                verify_files(folder, manifest)
+            return read(folder, manifest)
+        except IndexCorruptError:
+            if attempt >= LOAD_ATTEMPTS or _current_name(index_dir) in (None, folder.name):
+                raise
+            attempt += 1
 
 
 def open_index(index_dir: Path, *, verify: bool = True) -> tuple[Path, dict]:
