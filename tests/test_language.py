@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from qa.language import detect_language
 
-XQUAD_QUESTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad_nl" / "questions.jsonl"
+XQUAD_QUESTIONS = Path(__file__).resolve().parents[1] / "data" / "xquad_nl" / "questions.jsonl"
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,6 @@ def test_total(text):
     assert detect_language(text) in ("nl", "en")
 
 
-@pytest.mark.skipif(not XQUAD_QUESTIONS.exists(), reason="../shared/data/xquad_nl is not available")
 def test_accuracy_on_xquad_questions():
     with open(XQUAD_QUESTIONS, encoding="utf-8") as file:
         questions = [json.loads(line) for _, line in zip(range(200), file)]
