@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -17,16 +18,21 @@ from .chunking import Chunk, ChunkSettings, chunk_text
 from .corpus import Article, read_corpus
 from .dense import DenseIndex
 from .embedding import load_embedder
-from .errors import IndexCorruptError, ModelMismatchError, QuestionError
+from .errors import IndexCorruptError, IndexFormatError, ModelMismatchError, QuestionError
 from .fusion import RRF_K, Hit, rrf
 from .language import detect_language
 from .lexical import Analyzer, BM25Index
 from . import store
 
 MAX_QUESTION_CHARS = 2000
+# A lone surrogate (an undecodable byte in argv, "\ud800" in a JSON request) is not text, and the
+# model's tokenizer raises TypeError on it; U+FFFD keeps the rest of the question usable.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 SENTENCE_CACHE_SIZE = 20_000
-DEFAULT_DEPTH = 50          # candidates taken from each leg before fusion
-DEFAULT_WEIGHTS = {"bm25": 1.0, "dense": 1.0}
+DEFAULT_DEPTH = 20          # candidates taken from each leg before fusion
+# The lexical leg votes at a quarter of the dense leg's weight (and less again by coverage, see
+# search()): with more it overrules correct dense hits for English questions; see EVALUATION.md.
+DEFAULT_WEIGHTS = {"bm25": 0.25, "dense": 1.0}
 MODES = ("hybrid", "bm25", "dense")
 CHUNKS_FILE, DOCS_FILE, VECTORS_FILE = "chunks.jsonl", "docs.jsonl", "vectors.npy"
 
@@ -116,7 +122,12 @@ class QA:
             IndexMissingError, IndexCorruptError, IndexFormatError: the index cannot be used as is.
             ModelMismatchError: `model` differs from the model the index was built with.
         """
-        folder, manifest = store.open_index(Path(index_dir), verify=verify)
+        # read_live starts again from CURRENT if a concurrent rebuild removed the generation.
+        return store.read_live(Path(index_dir), lambda folder, manifest: cls._open(
+            index_dir, folder, manifest, model=model, embedder=embedder), verify=verify)
+
+    @classmethod
+    def _open(cls, index_dir, folder: Path, manifest: dict, *, model: str | None, embedder) -> "QA":
         built_with = manifest.get("model", {}).get("name")
         wanted = model or (embedder.identity.name if embedder else None)
         if wanted and wanted != built_with:
@@ -124,11 +135,17 @@ class QA:
                 f"the index in {index_dir} was built with {built_with!r}, not {wanted!r}; "
                 f"rebuild it with `qa build --model {wanted}` or drop --model"
             )
+        analyzer_version = manifest.get("analyzer", {}).get("version")
+        if analyzer_version != Analyzer.VERSION:
+            raise IndexFormatError(
+                f"the index in {index_dir} was built with analyzer version {analyzer_version!r}, this version "
+                f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; rebuild with `qa build`"
+            )
         try:
             chunks = _read_jsonl(folder / CHUNKS_FILE)
             docs = {d["doc_id"]: d for d in _read_jsonl(folder / DOCS_FILE)}
             vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
-        except (ValueError, KeyError, OSError) as exc:
+        except (ValueError, KeyError, TypeError, OSError) as exc:
             raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
         dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
         if not len(chunks) == len(vectors) == len(dense) == len(bm25):
@@ -255,7 +272,7 @@ def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | No
 
 
 def check_question(question: str) -> str:
-    """Return the stripped question, or raise QuestionError if it is empty or too long."""
+    """Return the stripped question (lone surrogates as U+FFFD); raise QuestionError if empty or too long."""
     if not isinstance(question, str) or not question.strip():
         raise QuestionError("the question is empty; type a question in Dutch or English")
     if len(question) > MAX_QUESTION_CHARS:
@@ -263,7 +280,7 @@ def check_question(question: str) -> str:
             f"the question is {len(question):,} characters long; the limit is {MAX_QUESTION_CHARS:,}. "
             "Ask a shorter question."
         )
-    return question.strip()
+    return _LONE_SURROGATE.sub("\ufffd", question.strip())
 
 
 def _doc_record(art: Article) -> dict:

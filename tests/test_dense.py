@@ -33,3 +33,76 @@ def test_k_larger_than_corpus(k):
 def test_empty_index():
     index = DenseIndex.build(np.zeros((0, 8), np.float32))
     assert index.search(np.ones(8, np.float32), 5) == []
+
+
+# ---------------------------------------------------------------------------- index kinds
+
+
+def _clustered(n, d=64, seed=0):
+    from qa.bench import clustered_vectors
+
+    return clustered_vectors(n, seed=seed, centres=40, dim=d)
+
+
+def _exact(vectors, q, k):
+    return np.argsort(-(vectors @ q), kind="stable")[:k].tolist()
+
+
+def test_auto_is_flat_up_to_the_threshold_and_hnsw_above():
+    vectors = _clustered(300)
+    assert DenseIndex.build(vectors, threshold=300).kind == "flat"
+    index = DenseIndex.build(vectors, threshold=299)
+    assert index.kind == "hnsw"
+    assert index.describe() == {"kind": "hnsw", "params": {"M": 32, "efConstruction": 80, "efSearch": 128},
+                                "count": 300, "dim": 64}
+    assert DenseIndex.build(vectors, kind="flat", threshold=1).describe()["kind"] == "flat"
+    assert DenseIndex.build(vectors[:5], kind="hnsw").kind == "hnsw"
+
+
+def test_hnsw_recall_against_exact_search_on_clustered_vectors(monkeypatch):
+    import faiss
+
+    import qa.dense
+
+    monkeypatch.setattr(qa.dense, "PARALLEL_BUILD_MIN", 0)  # build on two threads
+    vectors, queries = _clustered(4000), _clustered(50, seed=1)
+    index = DenseIndex.build(vectors, threshold=1000)
+    assert index.kind == "hnsw"
+    assert faiss.omp_get_max_threads() == 1  # the build's extra thread is given back
+    found = sum(len({r for r, _ in index.search(q, 10)} & set(_exact(vectors, q, 10))) for q in queries)
+    assert found / (10 * len(queries)) >= 0.98
+    for q in queries[:5]:  # cosines are exact inner products, best first
+        got = index.search(q, 10)
+        np.testing.assert_allclose([s for _, s in got], vectors[[r for r, _ in got]] @ q, rtol=1e-5)
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+
+
+def test_hnsw_returns_k_results_beyond_ef_search():
+    vectors = _clustered(500)
+    index = DenseIndex.build(vectors, kind="hnsw", ef_search=16)
+    assert len(index.search(vectors[0], 200)) == 200
+    assert index.ef_search == 16  # widened for that call only
+
+
+def test_hnsw_save_load_round_trip(tmp_path):
+    vectors = _clustered(1500)
+    index = DenseIndex.build(vectors, kind="hnsw", m=16, ef_construction=80, ef_search=50)
+    assert index.save(tmp_path) == ["dense.faiss"]
+    loaded = DenseIndex.load(tmp_path)
+    assert (loaded.kind, loaded.params, len(loaded), loaded.dim) == ("hnsw", {"M": 16, "efConstruction": 80, "efSearch": 50}, 1500, 64)
+    for q in _clustered(5, seed=2):
+        assert loaded.search(q, 10) == index.search(q, 10)
+
+
+@pytest.mark.parametrize("option, value", [("kind", "ivf"), ("threshold", -1), ("m", 1), ("ef_search", 0),
+                                           ("threads", 0)])
+def test_bad_options_name_the_parameter(option, value):
+    with pytest.raises(ValueError, match=option):
+        DenseIndex.build(_clustered(10), **{option: value})
+
+
+def test_ef_search_only_for_hnsw():
+    index = DenseIndex.build(_clustered(10))
+    assert index.ef_search is None and index.params == {}
+    with pytest.raises(ValueError, match="hnsw"):
+        index.ef_search = 64
