@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .answer import NO_ANSWER_COSINE, Answer, Citation, best_sentence, sentence_spans
+from .answer import NO_ANSWER_COSINE, NO_ANSWER_COSINE_BY_LANGUAGE, Answer, Citation, best_sentence, sentence_spans
 from .bundled_model import DEFAULT_MODEL
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .corpus import Article, read_corpus
@@ -49,10 +49,9 @@ class QA:
         self.chunks, self.docs, self.vectors = chunks, docs, vectors
         self.dense, self.bm25, self.embedder = dense, bm25, embedder
         self.analyzer = Analyzer(**manifest["analyzer"]["settings"])
-        fusion = manifest.get("fusion", {})
-        self.rrf_k = fusion.get("k", RRF_K)
-        self.weights = fusion.get("weights", DEFAULT_WEIGHTS)
-        self.depth = fusion.get("depth", DEFAULT_DEPTH)
+        # Fusion is a query-time setting, not part of the index: an index built before the
+        # defaults were re-tuned gets the current ones.
+        self.rrf_k, self.weights, self.depth = RRF_K, dict(DEFAULT_WEIGHTS), DEFAULT_DEPTH
         self._sentence_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -105,7 +104,6 @@ class QA:
             "model": embedder.identity.to_dict(),
             "chunking": settings.to_dict(),
             "analyzer": {"version": Analyzer.VERSION, "settings": analyzer.to_dict()},
-            "fusion": {"k": RRF_K, "weights": DEFAULT_WEIGHTS, "depth": DEFAULT_DEPTH},
             "corpus": {"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
             "counts": {"documents": len(docs), "chunks": len(chunks)},
         }
@@ -166,8 +164,8 @@ class QA:
             question: the question, Dutch or English.
             k: how many hits.
             mode: "hybrid" (RRF of both legs), "bm25" or "dense".
-            depth: candidates per leg before fusion (default from the index manifest).
-            rrf_k, weights: fusion constant and per-leg weights (defaults from the manifest).
+            depth: candidates per leg before fusion (default DEFAULT_DEPTH).
+            rrf_k, weights: fusion constant and per-leg weights (defaults RRF_K, DEFAULT_WEIGHTS).
             query_vector: the question's embedding, if the caller already has it.
         """
         question = check_question(question)
@@ -219,7 +217,8 @@ class QA:
                 start=chunk["start"], end=chunk["end"], score=round(hit.score, 6), highlight=highlight,
                 ranks=dict(hit.ranks), found_by=hit.found_by,
             ))
-        found = any(c.highlight.score >= NO_ANSWER_COSINE for c in citations)
+        threshold = NO_ANSWER_COSINE_BY_LANGUAGE.get(language, NO_ANSWER_COSINE)
+        found = any(c.highlight.score >= threshold for c in citations)
         return Answer(question, language, found, tuple(citations))
 
     def _query_vector(self, question: str) -> np.ndarray:
@@ -245,7 +244,7 @@ class QA:
         return {
             "index": str(self.folder), "format_version": m["format_version"], "created": m.get("created"),
             "model": m["model"], "documents": len(self.docs), "chunks": len(self.chunks),
-            "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": m.get("fusion"),
+            "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": {"k": self.rrf_k, "weights": self.weights, "depth": self.depth},
             "corpus": m["corpus"],
         }
 
