@@ -132,6 +132,15 @@ def load_dataset(folder: str | Path, *, limit: int | None = None) -> Dataset:
     return Dataset(folder.name or str(folder), folder, passages, tuple(questions), total)
 
 
+def load_passages(folder: str | Path) -> Dataset:
+    """A folder used only for its passages (a distractor set): questions.jsonl is not needed."""
+    folder = Path(folder)
+    passages = folder / PASSAGES_FILE
+    if not passages.is_file():
+        raise DatasetError(f"{passages} is missing; a distractor folder holds {PASSAGES_FILE}")
+    return Dataset(folder.name or str(folder), folder, passages, (), 0)
+
+
 def _read_records(path: Path, required: tuple[str, ...]) -> list[dict]:
     records = []
     with open(path, encoding="utf-8") as f:
@@ -264,13 +273,12 @@ class Workspace:
             (qa, info) with info = {"folder", "seconds", "cached", "embedded"}.
         """
         from .api import QA, stale_reason
+        from .chunking import ChunkSettings
+        from .lexical import Analyzer
 
         files = sorted({Path(p).resolve() for p in passage_files})
         name = "+".join(p.parent.name for p in files)
         # Everything that makes the index: model (with its precision), chunking, analyzer, files.
-        from .chunking import ChunkSettings
-        from .lexical import Analyzer
-
         recipe = [self.embedder.identity.to_dict(), ChunkSettings().to_dict(), Analyzer.VERSION, Analyzer().to_dict(),
                   [str(p) for p in files]]
         key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
@@ -453,7 +461,7 @@ def evaluate(dataset_dir: str | Path, *, modes: Sequence[str] = MODES, distracto
     try:
         started = time.perf_counter()
         dataset = load_dataset(dataset_dir, limit=limit)
-        others = [load_dataset(d, limit=1) for d in distractors]
+        others = [load_passages(d) for d in distractors]
         others = [d for d in others if d.passages.resolve() != dataset.passages.resolve()]
         qa, index_info = ws.index(_corpus_files(dataset, others))
         _use_fusion(qa, fusion)
@@ -547,7 +555,7 @@ def sweep(dataset_dirs: Sequence[str | Path], *, distractors: Sequence[str | Pat
     try:
         started = time.perf_counter()
         sets = [load_dataset(d, limit=limit) for d in dataset_dirs]
-        others = [load_dataset(d, limit=1) for d in distractors]
+        others = [load_passages(d) for d in distractors]
         corpora = []
         for ds in sets:
             qa, _ = ws.index(_corpus_files(ds, others))
@@ -622,7 +630,7 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
     try:
         started = time.perf_counter()
         sets = [load_dataset(d, limit=limit) for d in answerable]
-        negatives = [load_dataset(d, limit=1) for d in unanswerable]
+        negatives = [load_passages(d) for d in unanswerable]
         questions = [q for ds in sets for q in ds.questions]
         ws.embedder.encode_queries([q.text for q in questions], progress=ws.progress)
         fusion = Fusion.defaults()

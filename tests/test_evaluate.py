@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from qa.cli import main
-from qa.evaluate import (MODES, CachingEmbedder, DatasetError, Fusion, Workspace, calibrate, choose_threshold,
-                         evaluate, load_dataset, per_question_metrics, rank_passages, sweep)
+from qa.evaluate import (MODES, SWEEP_DEPTHS, SWEEP_RRF_K, SWEEP_WEIGHTS, CachingEmbedder, DatasetError, Fusion,
+                         calibrate, choose_threshold, evaluate, load_dataset, per_question_metrics, rank_passages, sweep)
 
 ROOT = Path(__file__).resolve().parent.parent
 XQUAD = ROOT / "data" / "xquad_nl"
@@ -284,6 +284,24 @@ def test_cli_eval_text_single_mode(tiny, capsys):
     assert main(["eval", str(tiny), "--model", "hash-64", "--mode", "bm25", "--no-answers"]) == 0
     text = capsys.readouterr().out
     assert "| en | bm25 |" in text and "hybrid" not in text.split("|---")[1]
+
+
+def test_cli_sweep_and_calibrate_print_their_tables(tiny, other, tmp_path, capsys):
+    passages_only = tmp_path / "passages_only"
+    passages_only.mkdir()
+    (passages_only / "passages.jsonl").write_text((other / "passages.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["eval", str(tiny), "--model", "hash-64", "--sweep", "--calibrate", str(passages_only),
+                 "--seeds", str(tmp_path / "no-seeds"), "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "## Fusion sweep" in text and "## No-answer calibration" in text and "## tiny" not in text
+    assert text.count("(best)") == 1
+    result = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert set(result) == {"sweep", "calibration"} and result["calibration"]["seed_checks"] == []
+    grid = [Fusion(k, d, {"bm25": wb, "dense": wd}) for d in SWEEP_DEPTHS for k in SWEEP_RRF_K for wb, wd in SWEEP_WEIGHTS]
+    assert len(grid) == 72 and len(result["sweep"]["rows"]) == len(grid) + (Fusion.defaults() not in grid)
+    assert not (out / "modes.png").exists()  # nothing to compare per mode
 
 
 @pytest.mark.parametrize("args, message", [
