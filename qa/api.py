@@ -104,6 +104,7 @@ class QA:
             "model": embedder.identity.to_dict(),
             "chunking": settings.to_dict(),
             "analyzer": {"version": Analyzer.VERSION, "settings": analyzer.to_dict()},
+            "dense": dense.describe(),
             "corpus": {"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
             "counts": {"documents": len(docs), "chunks": len(chunks)},
         }
@@ -245,6 +246,7 @@ class QA:
             "index": str(self.folder), "format_version": m["format_version"], "created": m.get("created"),
             "model": m["model"], "documents": len(self.docs), "chunks": len(self.chunks),
             "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": {"k": self.rrf_k, "weights": self.weights, "depth": self.depth},
+            "dense": self.dense.describe(),
             "corpus": m["corpus"],
         }
 
