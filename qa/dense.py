@@ -54,7 +54,7 @@ class DenseIndex:
 
     Attributes:
         kind: "flat" (exact) or "hnsw" (approximate).
-        params: the index settings, e.g. {"M": 32, "efConstruction": 40, "efSearch": 128} for
+        params: the index settings, e.g. {"M": 32, "efConstruction": 80, "efSearch": 128} for
             HNSW and {} for flat; `describe()` gives both for a manifest.
     """
 
@@ -92,7 +92,7 @@ class DenseIndex:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         for name, value, low in (("threshold", threshold, 0), ("m", m, 2), ("ef_construction", ef_construction, 1),
                                  ("ef_search", ef_search, 1), ("threads", threads, 1)):
-            if not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
@@ -136,7 +136,7 @@ class DenseIndex:
     def ef_search(self, value: int) -> None:
         if self.kind != "hnsw":
             raise ValueError("ef_search applies to an hnsw index only")
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"ef_search must be an integer >= 1, got {value!r}")
         self.index.hnsw.efSearch = value
 
