@@ -1,4 +1,4 @@
-"""Command line: `qa build`, `qa ask`, `qa info`."""
+"""Command line: `qa build`, `qa ask`, `qa info`, `qa eval`."""
 
 from __future__ import annotations
 
