@@ -202,15 +202,19 @@ class QA:
         qvec = self._query_vector(question)
         hits = self.search(question, k=k, query_vector=qvec)
         qterms = set(self.analyzer.analyze(question, language))
+        chunks = [self.chunks[hit.row] for hit in hits]
+        spans = [sentence_spans(c["text"]) for c in chunks]
+        sentences = [[c["text"][a:b] for a, b in sp] for c, sp in zip(chunks, spans)]
+        # One encode for the sentences of all cited passages: batching beats one call per passage.
+        vectors = self._sentence_vectors([s for group in sentences for s in group])
+        bounds = np.cumsum([0] + [len(group) for group in sentences])
         citations = []
-        for n, hit in enumerate(hits, start=1):
-            chunk = self.chunks[hit.row]
+        for n, (hit, chunk) in enumerate(zip(hits, chunks), start=1):
             doc = self.docs.get(chunk["doc_id"], {})
-            spans = sentence_spans(chunk["text"])
-            sentences = [chunk["text"][a:b] for a, b in spans]
+            i = n - 1
             highlight = best_sentence(
-                chunk["text"], spans, self._sentence_vectors(sentences), qvec, qterms,
-                [set(self.analyzer.analyze(s, chunk.get("lang"))) for s in sentences],
+                chunk["text"], spans[i], vectors[bounds[i]:bounds[i + 1]], qvec, qterms,
+                [set(self.analyzer.analyze(s, chunk.get("lang"))) for s in sentences[i]],
             )
             citations.append(Citation(
                 n=n, doc_id=chunk["doc_id"], title=doc.get("title", ""), date=doc.get("date"),
@@ -237,6 +241,8 @@ class QA:
                 self._sentence_cache.update((s, found[s]) for s in missing)
                 while len(self._sentence_cache) > SENTENCE_CACHE_SIZE:
                     self._sentence_cache.popitem(last=False)
+        if not sentences:
+            return np.zeros((0, self.embedder.dim), np.float32)
         return np.stack([found[s] for s in sentences])
 
     def info(self) -> dict:
