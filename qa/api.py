@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections import OrderedDict
@@ -22,6 +21,7 @@ from .errors import IndexCorruptError, IndexFormatError, ModelMismatchError, Que
 from .fusion import RRF_K, Hit, rrf
 from .language import detect_language
 from .lexical import Analyzer, BM25Index
+from .records import Documents, Records, write_documents, write_records
 from . import store
 
 MAX_QUESTION_CHARS = 2000
@@ -43,7 +43,7 @@ class QA:
     Use `QA.build(paths)` to index a corpus, `QA.load(index_dir)` to open an index.
     """
 
-    def __init__(self, folder: Path, manifest: dict, chunks: list[dict], docs: dict[str, dict],
+    def __init__(self, folder: Path, manifest: dict, chunks: Records, docs: Documents,
                  vectors: np.ndarray, dense: DenseIndex, bm25: BM25Index, embedder):
         self.folder, self.manifest = folder, manifest
         self.chunks, self.docs, self.vectors = chunks, docs, vectors
@@ -88,29 +88,15 @@ class QA:
             for c in chunk_text(art.doc_id, art.text, max_words=settings.max_words, overlap=settings.overlap):
                 chunks.append({**_chunk_record(c), "lang": lang if art.lang else detect_language(c.text)})
         vectors = embedder.encode_passages([c["text"] for c in chunks], progress=progress)
-        dense = DenseIndex.build(vectors)
         bm25 = BM25Index.build([analyzer.analyze(c["text"], c["lang"]) for c in chunks])
-
-        def write_files(folder: Path) -> dict:
-            _write_jsonl(folder / CHUNKS_FILE, chunks)
-            _write_jsonl(folder / DOCS_FILE, docs.values())
-            np.save(folder / VECTORS_FILE, vectors, allow_pickle=False)
-            rows = {CHUNKS_FILE: len(chunks), DOCS_FILE: len(docs), VECTORS_FILE: len(vectors)}
-            rows.update({f: None for f in dense.save(folder)})
-            rows.update({f: None for f in bm25.save(folder)})
-            return rows
-
-        manifest = {
-            "model": embedder.identity.to_dict(),
-            "chunking": settings.to_dict(),
-            "analyzer": {"version": Analyzer.VERSION, "settings": analyzer.to_dict()},
-            "dense": dense.describe(),
-            "corpus": {"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
-            "counts": {"documents": len(docs), "chunks": len(chunks)},
-        }
-        folder = store.write_index(Path(index_dir), write_files, manifest)
-        manifest = store.read_manifest(folder)
-        return cls(folder, manifest, chunks, docs, vectors, dense, bm25, embedder)
+        folder = write_generation(
+            Path(index_dir), chunks=chunks, docs=docs.values(), vectors=vectors, dense=DenseIndex.build(vectors),
+            bm25=bm25, model=embedder.identity.to_dict(), chunking=settings, analyzer=analyzer,
+            corpus={"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
+        )
+        del chunks, docs, vectors, bm25
+        # Served exactly as QA.load serves it: the tables and indexes read back from disk.
+        return cls._open(index_dir, folder, store.read_manifest(folder), model=None, embedder=embedder)
 
     @classmethod
     def load(cls, index_dir: str | Path = "index", *, model: str | None = None, embedder=None,
@@ -140,11 +126,10 @@ class QA:
                 f"the index in {index_dir} was built with analyzer version {analyzer_version!r}, this version "
                 f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; rebuild with `qa build`"
             )
+        chunks, docs = Records(folder / CHUNKS_FILE), Documents(Records(folder / DOCS_FILE))
         try:
-            chunks = _read_jsonl(folder / CHUNKS_FILE)
-            docs = {d["doc_id"]: d for d in _read_jsonl(folder / DOCS_FILE)}
             vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+        except (ValueError, OSError) as exc:
             raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
         dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
         if not len(chunks) == len(vectors) == len(dense) == len(bm25):
@@ -304,12 +289,30 @@ def _corpus_files(articles: list[Article]) -> list[dict]:
     return [{"path": s, "sha256": store.sha256_file(Path(s)), "bytes": Path(s).stat().st_size} for s in sources]
 
 
-def _write_jsonl(path: Path, records) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+def write_generation(index_dir: Path, *, chunks: Iterable[dict], docs: Iterable[dict], vectors: np.ndarray,
+                     dense: DenseIndex, bm25: BM25Index, model: dict, chunking: ChunkSettings,
+                     analyzer: Analyzer, corpus: dict) -> Path:
+    """Write an index generation (tables, vectors, both indexes, manifest) and make it live.
 
+    Row i of `chunks`, `vectors`, `dense` and `bm25` is the same chunk; `model` is the embedder's
+    identity. Returns the generation's folder.
+    """
+    docs = list(docs)
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    def write_files(folder: Path) -> dict:
+        rows = {**write_records(folder / CHUNKS_FILE, chunks), **write_documents(folder / DOCS_FILE, docs)}
+        np.save(folder / VECTORS_FILE, vectors, allow_pickle=False)
+        rows[VECTORS_FILE] = len(vectors)
+        rows.update({f: None for f in dense.save(folder)})
+        rows.update({f: None for f in bm25.save(folder)})
+        return rows
+
+    manifest = {
+        "model": model,
+        "chunking": chunking.to_dict(),
+        "analyzer": {"version": Analyzer.VERSION, "settings": analyzer.to_dict()},
+        "dense": dense.describe(),
+        "corpus": corpus,
+        "counts": {"documents": len(docs), "chunks": len(vectors)},
+    }
+    return store.write_index(index_dir, write_files, manifest)

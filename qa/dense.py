@@ -162,9 +162,11 @@ class DenseIndex:
         return [INDEX_FILE]
 
     @classmethod
-    def load(cls, folder: Path) -> "DenseIndex":
+    def load(cls, folder: Path, *, mmap: bool = True) -> "DenseIndex":
+        """Read an index written by save(), memory-mapped by default: the vectors and the graph
+        stay reclaimable page cache, read as searches touch them, and loading takes no time."""
         try:
-            index = faiss.read_index(str(folder / INDEX_FILE))
+            index = faiss.read_index(str(folder / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         except RuntimeError as exc:
             raise IndexCorruptError(f"{folder / INDEX_FILE} cannot be read ({exc}); rebuild with `qa build`") from exc
         return cls(index)

@@ -26,7 +26,8 @@ from typing import Callable, TypeVar
 
 from .errors import IndexCorruptError, IndexFormatError, IndexMissingError
 
-FORMAT_VERSION = 1
+# 2: chunk and document tables come with row offsets files (records.py).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 # The manifest's own checksum, over its other content: data files are checksummed in the
 # manifest, and this covers the manifest itself (a flipped digit in "k": 60 would otherwise

@@ -69,7 +69,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_every_listed_file_is_checksummed(hash_qa, tmp_path):
     files = _data_files(_index(tmp_path))
-    assert {"chunks.jsonl", "docs.jsonl", "vectors.npy", "dense.faiss"} <= set(files)
+    assert {"chunks.jsonl", "chunks.jsonl.offsets.npy", "docs.jsonl", "docs.jsonl.offsets.npy", "vectors.npy",
+            "dense.faiss"} <= set(files)
     assert any("bm25" in f for f in files), files
     # Everything in the generation folder is either listed with a checksum or is the manifest.
     assert sorted(p.name for p in hash_qa.folder.iterdir()) == sorted([*files, MANIFEST])
@@ -130,7 +131,8 @@ def test_every_flipped_manifest_byte_is_refused(hash_qa, tmp_path):
     (b"", "not valid JSON"),
     (b"[1, 2]", "no format version"),
     (b'{"format_version": "1"}', "no format version"),
-    (b'{"format_version": 1}', "lists no files"),
+    (b'{"format_version": 2}', "lists no files"),
+    (b'{"format_version": 1, "files": {}}', "outdated"),
     (b"\xff\xfe{", "not valid JSON"),
     (b'{"format_version": 0, "files": {}}', "outdated"),
 ])
@@ -201,6 +203,19 @@ def test_chunks_file_that_is_not_json(hash_qa, tmp_path):
     _rewrite_manifest(folder)
     with pytest.raises(IndexCorruptError, match="qa build"):
         QA.load(_index(tmp_path))
+
+
+def test_chunk_record_broken_in_place_is_reported_when_read(hash_qa, tmp_path):
+    """Records are parsed when asked for: with checksums skipped, a record damaged in place
+    (same length) loads, and the question that cites it gets an error that says to rebuild."""
+    folder = current_generation(_index(tmp_path))
+    data = (folder / "chunks.jsonl").read_bytes()
+    (folder / "chunks.jsonl").write_bytes(b"#" * data.index(b"\n") + data[data.index(b"\n"):])
+    _rewrite_manifest(folder)
+    qa = QA.load(_index(tmp_path))
+    assert qa.chunks[1]["chunk_id"]
+    with pytest.raises(IndexCorruptError, match="broken record at row 0.*qa build"):
+        qa.chunks[0]
 
 
 def test_faiss_file_that_is_not_faiss(hash_qa, tmp_path):

@@ -1,0 +1,114 @@
+"""Tables of JSON records that are read on demand: the chunk and document tables of an index.
+
+A table is a UTF-8 JSONL file (one record per line) plus `<file>.offsets.npy`, the int64 byte
+offset of every line start and of the end of the file (n + 1 numbers). Opening one maps the file
+and reads the offsets; a record is parsed only when it is asked for. A million chunks so cost
+8 MB of offsets in memory and open in milliseconds, where a list of dicts took ~1.8 GB and ~3 s
+(BENCHMARKS.md), and the pages of the file that are read stay reclaimable page cache.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import mmap
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import IndexCorruptError
+
+
+def offsets_name(name: str) -> str:
+    return f"{name}.offsets.npy"
+
+
+def write_records(path: Path, records: Iterable[dict]) -> dict[str, int | None]:
+    """Write records as JSONL plus their offsets file; return {file name: rows or None}."""
+    offsets = [0]
+    with open(path, "wb") as f:
+        for record in records:
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+            f.write(line)
+            offsets.append(offsets[-1] + len(line))
+    np.save(path.with_name(offsets_name(path.name)), np.asarray(offsets, dtype=np.int64), allow_pickle=False)
+    return {path.name: len(offsets) - 1, offsets_name(path.name): None}
+
+
+class Records(Sequence):
+    """The records of a JSONL table, each parsed when indexed: `records[i]` is a dict."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            offsets = np.load(self.path.with_name(offsets_name(self.path.name)), allow_pickle=False)
+            with open(self.path, "rb") as f:
+                size = self.path.stat().st_size
+                # mmap cannot map an empty file; an empty table has nothing to read anyway.
+                self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        except (OSError, ValueError) as exc:
+            raise self._corrupt(f"cannot be read ({exc})") from exc
+        if (offsets.dtype != np.int64 or offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0
+                or offsets[-1] != size or np.any(np.diff(offsets) <= 0)):
+            raise self._corrupt("does not match its offsets file")
+        self._offsets = offsets
+
+    def _corrupt(self, what: str) -> IndexCorruptError:
+        return IndexCorruptError(f"index file {self.path} {what}; rebuild with `qa build`")
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = operator.index(i)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"record {i} out of range for a table of {n}")
+        i %= n
+        try:
+            record = json.loads(self._data[self._offsets[i]:self._offsets[i + 1]])
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._corrupt(f"has a broken record at row {i} ({exc})") from exc
+        if not isinstance(record, dict):
+            raise self._corrupt(f"has a non-object record at row {i}")
+        return record
+
+    def __repr__(self) -> str:
+        return f"Records({str(self.path)!r}, {len(self)} rows)"
+
+
+class Documents(Mapping):
+    """Document records by doc_id, over a table written sorted by doc_id (see `write_documents`).
+
+    Lookups are binary searches over the table, so no per-document state is held in memory.
+    """
+
+    def __init__(self, records: Records):
+        self.records = records
+
+    def __getitem__(self, doc_id: str) -> dict:
+        i = bisect.bisect_left(self.records, doc_id, key=_doc_id)
+        if i < len(self.records):
+            record = self.records[i]
+            if record["doc_id"] == doc_id:
+                return record
+        raise KeyError(doc_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return (_doc_id(r) for r in self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def write_documents(path: Path, docs: Iterable[dict]) -> dict[str, int | None]:
+    """Write document records sorted by doc_id, the order `Documents` looks them up in."""
+    return write_records(path, sorted(docs, key=_doc_id))
+
+
+def _doc_id(record: dict) -> str:
+    return record["doc_id"]
