@@ -64,6 +64,21 @@ def _status_mb() -> dict:
     return values
 
 
+def _mapped_mb(folder: Path) -> dict:
+    """Resident MB of each memory-mapped file under `folder`, from /proc/self/smaps."""
+    out, current = {}, None
+    prefix = str(folder.resolve()) + os.sep
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                current = parts[5] if len(parts) > 5 and parts[5].startswith(prefix) else None
+            elif current and parts[0] == "Rss:":
+                name = Path(current).name
+                out[name] = round(out.get(name, 0) + int(parts[1]) / 1024, 1)
+    return out
+
+
 def _rss_mb() -> tuple[float, float]:
     """(current RSS, peak RSS) of this process in MB."""
     status = _status_mb()
@@ -236,10 +251,29 @@ def _recall(index, queries: np.ndarray, truth: np.ndarray, k: int) -> float:
 # ------------------------------------------------------------------------------ phases (subprocesses)
 
 
+def _synthetic_chunks(docs: list[list[str]]):
+    """Chunk records for the synthetic terms, four chunks per document, a full stop every 15
+    terms (news sentences are ~15-20 words; answers highlight one of them)."""
+    for i, terms in enumerate(docs):
+        text = ". ".join(" ".join(terms[a:a + 15]) for a in range(0, len(terms), 15)) + "."
+        yield {"chunk_id": f"d{i // 4}#{i % 4}", "doc_id": f"d{i // 4}", "ordinal": i % 4, "start": 0,
+               "end": len(text), "text": text, "lang": "nl"}
+
+
+def _synthetic_docs(n: int):
+    for d in range((n + 3) // 4):
+        yield {"doc_id": f"d{d}", "title": f"Synthetisch artikel {d}", "date": "2024-06",
+               "source": f"synthetic/d{d}.txt", "url": None, "publisher": None, "lang": "nl"}
+
+
 def phase_build(n: int, folder: Path, quick: bool) -> dict:
-    """Generate the corpus, build and save both indexes, compare dense kinds."""
+    """Generate the corpus, build both indexes, compare dense kinds, and write the served index
+    generation (folder/index) through api.write_generation, as QA.build writes one."""
+    from .api import write_generation
+    from .chunking import ChunkSettings
     from .dense import HNSW_EF_SEARCH, DenseIndex
-    from .lexical import BM25Index
+    from .embedding import load_embedder
+    from .lexical import Analyzer, BM25Index
 
     out: dict = {"n": n}
     t = time.perf_counter()
@@ -252,37 +286,24 @@ def phase_build(n: int, folder: Path, quick: bool) -> dict:
     out["bm25_build_s"] = round(time.perf_counter() - t, 2)
     out["bm25_terms"] = len(bm25._terms)
     out["bm25_postings"] = int(bm25._data.size)
-    bm25_dir = folder / "bm25"
-    names = bm25.save(bm25_dir)
-    out["bm25_disk_mb"] = _dir_mb(bm25_dir, names)
-    # The chunk table QA.load reads (api.py): one JSON record per chunk.
-    with open(folder / "chunks.jsonl", "w", encoding="utf-8") as f:
-        for i, doc in enumerate(docs):
-            f.write(json.dumps({"chunk_id": f"d{i // 4}#{i % 4}", "doc_id": f"d{i // 4}", "ordinal": i % 4,
-                                "start": 0, "end": 0, "text": " ".join(doc), "lang": "nl"}, ensure_ascii=False) + "\n")
-    out["chunks_jsonl_mb"] = round((folder / "chunks.jsonl").stat().st_size / 1e6, 1)
-    del docs, bm25
 
     vectors = clustered_vectors(n)
-    np.save(folder / "vectors.npy", vectors)
-    out["vectors_npy_mb"] = round((folder / "vectors.npy").stat().st_size / 1e6, 1)
     queries = clustered_vectors(300, seed=SEED + 7)
     np.save(folder / "queries.npy", queries)
     truth = _exact_top(vectors, queries, 50)
     kinds = {}
     # The automatic choice first (it is what gets served), then the other kind for comparison.
-    auto_kind = None
+    served = None
     for kind in ("auto", "flat", "hnsw"):
-        if kind == auto_kind:
+        if served is not None and kind == served.kind:
             continue
         t = time.perf_counter()
         index = DenseIndex.build(vectors, kind=kind)
         build_s = time.perf_counter() - t
         if kind == "auto":
-            auto_kind = out["dense_auto_kind"] = index.kind
-        d = folder / f"dense-{index.kind}"
-        d.mkdir(exist_ok=True)
-        info = {"build_s": round(build_s, 2), "disk_mb": _dir_mb(d, index.save(d)), "params": index.params}
+            served = index
+            out["dense_auto_kind"] = index.kind
+        info = {"build_s": round(build_s, 2), "params": index.params}
         efs = [None] if index.kind == "flat" else [HNSW_EF_SEARCH] if quick else [64, HNSW_EF_SEARCH, 256]
         # Exact search needs no recall estimate beyond a sanity check, and costs ~60 ms at 1M.
         qs, ts = (queries, truth) if index.kind == "hnsw" else (queries[:100], truth[:100])
@@ -295,14 +316,28 @@ def phase_build(n: int, folder: Path, quick: bool) -> dict:
             info[f"{key}recall@10"] = _recall(index, qs, ts, 10)
             info[f"{key}recall@50"] = _recall(index, qs, ts, 50)
         if index.kind == "hnsw":
-            index.ef_search = HNSW_EF_SEARCH
-            index.save(d)  # served with the default efSearch
+            index.ef_search = HNSW_EF_SEARCH  # served with the default efSearch
         kinds[index.kind] = info
         del index
     out["dense_kinds"] = kinds
     sample = vectors[:200_000]
     top = np.sort(queries @ sample.T, axis=1)[:, ::-1]
     out["query_cosines_rank1_10_50_first200k"] = [round(float(top[:, r].mean()), 3) for r in (0, 9, 49)]
+
+    # The manifest names the real model, so QA.load serves this index with it.
+    model = load_embedder().identity.to_dict()
+    t = time.perf_counter()
+    generation = write_generation(
+        folder / "index", chunks=_synthetic_chunks(docs), docs=_synthetic_docs(n), vectors=vectors, dense=served,
+        bm25=bm25, model=model, chunking=ChunkSettings(), analyzer=Analyzer(),
+        corpus={"paths": [], "files": [], "synthetic": f"{n} chunks, qa.bench"},
+    )
+    out["write_index_s"] = round(time.perf_counter() - t, 1)
+    files = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))["files"]
+    out["files_mb"] = {name: round(meta["bytes"] / 1e6, 1) for name, meta in files.items()}
+    out["bm25_disk_mb"] = round(sum(v for k, v in out["files_mb"].items() if k.startswith("bm25")), 1)
+    for kind in kinds:
+        kinds[kind]["disk_mb"] = out["files_mb"]["dense.faiss"] if kind == served.kind else None
     out["build_peak_rss_mb"] = round(_rss_mb()[1])
     return out
 
@@ -327,88 +362,54 @@ def phase_sweep(n: int) -> dict:
 
 
 def phase_serve(n: int, folder: Path, quick: bool) -> dict:
-    """Fresh process: load the indexes, then time the bm25, dense and hybrid legs."""
+    """Fresh process: the model, then QA.load of the index generation, then the bm25, dense and
+    hybrid legs and whole answers through the QA object, as the CLI and the app use it."""
     from . import store
-    from .api import DEFAULT_DEPTH, DEFAULT_WEIGHTS
-    from .dense import DenseIndex
-    from .fusion import RRF_K, rrf
-    from .language import detect_language
-    from .lexical import Analyzer, BM25Index
-
-    out: dict = {"n": n}
-    rss0 = _rss_mb()[0]
-    anon0, file0 = _status_mb()["RssAnon"], _status_mb()["RssFile"]
-    kind = json.loads((folder / "build.json").read_text())["dense_auto_kind"]
-    t = time.perf_counter()
-    bm25 = BM25Index.load(folder / "bm25")
-    t_bm25 = time.perf_counter() - t
-    dense = DenseIndex.load(folder / f"dense-{kind}")
-    out["load_s"] = round(time.perf_counter() - t, 2)
-    out["load_bm25_s"] = round(t_bm25, 2)
-    out["dense_kind"], out["dense_params"] = dense.kind, dense.params
-    out["rss_loaded_mb"] = round(_rss_mb()[0] - rss0)
-    files = [folder / "bm25" / f for f in os.listdir(folder / "bm25")] + [folder / f"dense-{kind}" / "dense.faiss"]
-    t = time.perf_counter()
-    for f in files:
-        store.sha256_file(f)
-    out["sha256_s"] = round(time.perf_counter() - t, 2)
-    out["index_disk_mb"] = round(sum(f.stat().st_size for f in files) / 1e6, 1)
-
-    analyzer = Analyzer()
-    nl = _questions("nl")
-    n_q = 100 if quick else 300
-    bm25_queries = nl[:n_q]
-    depth = DEFAULT_DEPTH
-
-    def bm25_leg(question):
-        terms = analyzer.analyze(question, detect_language(question))
-        return bm25.top_k(terms, depth), bm25.coverage(terms)
-
-    out["bm25"], _ = _timed(bm25_leg, bm25_queries, warmup=10)
-    queries = np.load(folder / "queries.npy")[:n_q]
-    out["dense"], _ = _timed(lambda q: dense.search(q, depth), list(queries), warmup=10)
-    out["rss_after_queries_mb"] = round(_rss_mb()[0] - rss0)
-    out["rss_indexes_peak_mb"] = round(_rss_mb()[1] - rss0)
-    status = _status_mb()
-    out["rss_anon_after_queries_mb"] = round(status["RssAnon"] - anon0)
-    out["rss_file_after_queries_mb"] = round(status["RssFile"] - file0)
-
+    from .api import DEFAULT_DEPTH, QA
     from .embedding import load_embedder
 
-    rss_before_model = _rss_mb()[0]
+    out: dict = {"n": n}
+    status0 = _status_mb()
     t = time.perf_counter()
     embedder = load_embedder()
+    # Warm up both encode paths at real lengths, so the torch code and buffers they touch count
+    # as the model's, not as the index's.
+    embedder.encode_queries(_questions()[-40:])
+    embedder.encode_passages([r["text"] for r in _read_jsonl(DATA / "xquad_nl" / "passages.jsonl")[:16]])
     out["model_load_s"] = round(time.perf_counter() - t, 1)
     out["model_precision"] = embedder.identity.precision
-    embedder.encode_queries(["warm-up vraag"])
-    out["model_rss_mb"] = round(_rss_mb()[0] - rss_before_model)
+    model = _status_mb()
+    out["model_rss_mb"] = round(model["VmRSS"] - status0["VmRSS"])
 
-    both = _questions()
+    t = time.perf_counter()
+    qa = QA.load(folder / "index", embedder=embedder)  # checks every checksum, as the app does
+    out["load_s"] = round(time.perf_counter() - t, 2)
+    loaded = _status_mb()
+    out["rss_loaded_mb"] = round(loaded["VmRSS"] - model["VmRSS"])
+    out["dense_kind"], out["dense_params"] = qa.dense.kind, qa.dense.params
+    t = time.perf_counter()
+    store.verify_files(qa.folder, qa.manifest)
+    out["sha256_s"] = round(time.perf_counter() - t, 2)
+    out["index_disk_mb"] = round(sum(m["bytes"] for m in qa.manifest["files"].values()) / 1e6, 1)
+
+    nl, both = _questions("nl"), _questions()
+    n_q = 100 if quick else 300
     mixed = [q for pair in zip(both[0::2], both[1::2]) for q in pair][: (60 if quick else 200)]
-
-    def hybrid(question):
-        # QA.search, leg for leg (api.py): analyse, BM25 top-depth weighted by coverage,
-        # embed, dense top-depth, weighted RRF, cut to k.
-        terms = analyzer.analyze(question, detect_language(question))
-        legs, weights = {"bm25": bm25.top_k(terms, depth)}, dict(DEFAULT_WEIGHTS)
-        weights["bm25"] = weights.get("bm25", 1.0) * bm25.coverage(terms)
-        legs["dense"] = dense.search(embedder.encode_queries([question])[0], depth)
-        return rrf(legs, k=RRF_K, weights=weights)[:10]
-
-    out["hybrid"], _ = _timed(hybrid, mixed, warmup=5)
+    out["bm25"], _ = _timed(lambda q: qa.search(q, k=10, mode="bm25", depth=DEFAULT_DEPTH), nl[:n_q], warmup=10)
+    queries = np.load(folder / "queries.npy")[:n_q]
+    out["dense"], _ = _timed(lambda q: qa.dense.search(q, DEFAULT_DEPTH), list(queries), warmup=10)
+    out["hybrid"], _ = _timed(lambda q: qa.search(q, k=10), mixed, warmup=5)
     out["embed_query"], _ = _timed(lambda q: embedder.encode_queries([q]), mixed, warmup=5)
-    out["rss_total_mb"] = round(_rss_mb()[0])
+    out["ask"], _ = _timed(lambda q: qa.ask(q, k=5), mixed[: (20 if quick else 100)], warmup=2)
+    after = _status_mb()
+    out["rss_after_queries_mb"] = round(after["VmRSS"] - model["VmRSS"])
+    out["rss_anon_after_queries_mb"] = round(after["RssAnon"] - model["RssAnon"])
+    out["rss_file_after_queries_mb"] = round(after["RssFile"] - model["RssFile"])
+    out["rss_indexes_peak_mb"] = round(after["VmHWM"] - model["VmRSS"])
+    out["mapped_index_files_mb"] = _mapped_mb(qa.folder)
+    out["rss_total_mb"] = round(after["VmRSS"])
     out["loadavg"] = _loadavg()
     return out
-
-
-def phase_chunks(folder: Path) -> dict:
-    """The chunk table as QA.load reads it today: every record a Python dict."""
-    rss0 = _rss_mb()[0]
-    t = time.perf_counter()
-    chunks = _read_jsonl(folder / "chunks.jsonl")
-    return {"chunks_load_s": round(time.perf_counter() - t, 2), "chunks_rss_mb": round(_rss_mb()[0] - rss0),
-            "rows": len(chunks)}
 
 
 def phase_rank(n: int, folder: Path, quick: bool) -> dict:
@@ -430,7 +431,7 @@ def phase_rank(n: int, folder: Path, quick: bool) -> dict:
     out = {"n": n, "rank_bm25_build_s": round(time.perf_counter() - t, 1)}
     del docs
     out["rank_bm25_rss_mb"] = round(_rss_mb()[0] - rss0)
-    ours = BM25Index.load(folder / "bm25")
+    ours = BM25Index.load(folder / "index" / (folder / "index" / "CURRENT").read_text().strip())
     ours_lat, ours_top = _timed(lambda q: ours.top_k(q, 10), queries[:200], warmup=5)
     rank_times, ours_times, identical, max_diff = [], [], 0, 0.0
     for q, top in zip(queries[:n_rank], ours_top):
@@ -609,7 +610,6 @@ def run(sizes: list[int], quick: bool, workdir: Path) -> dict:
         (folder / "build.json").write_text(json.dumps(build))
         _log(f"serve {n:,}")
         serve = _run_phase(["serve", str(n), str(folder)] + (["--quick"] if quick else []))
-        chunks = _run_phase(["chunks", str(n), str(folder)])
         rank = None
         need_mb = 7.5 * n / 1000 + 2500  # rank_bm25 ~6.7 kB per chunk, plus the token lists
         if n <= (100_000 if quick else 1_000_000) and _mem_available_mb() > need_mb:
@@ -618,9 +618,8 @@ def run(sizes: list[int], quick: bool, workdir: Path) -> dict:
         elif n > 100_000:
             rank = {"skipped": f"needs ~{need_mb / 1000:.0f} GB free, have {_mem_available_mb() / 1000:.1f} GB "
                                "(or --quick); extrapolate linearly from 100k"}
-        result["sizes"][str(n)] = {"build": build, "serve": serve, "chunks": chunks, "rank_bm25": rank}
-        for name in ("ids.npy", "vectors.npy"):
-            (folder / name).unlink(missing_ok=True)
+        result["sizes"][str(n)] = {"build": build, "serve": serve, "rank_bm25": rank}
+        (folder / "ids.npy").unlink(missing_ok=True)
     if not quick and 100_000 in sizes:
         _log("recall sweep at 100k")
         result["hnsw_recall_sweep_100k"] = _run_phase(["sweep", "100000", str(workdir)])
@@ -632,7 +631,7 @@ def run(sizes: list[int], quick: bool, workdir: Path) -> dict:
 
 def format_table(r: dict) -> str:
     lines = ["Scale (per query, one thread; latency p50/p95 in ms; hybrid includes the query embedding)", ""]
-    head = ("chunks", "bm25 build s", "bm25 disk MB", "dense kind", "dense build s", "dense disk MB", "load s",
+    head = ("chunks", "bm25 build s", "bm25 disk MB", "dense kind", "dense build s", "dense disk MB", "QA.load s",
             "RSS MB", "bm25 p50/p95", "dense p50/p95", "hybrid p50/p95", "embed q p50", "rank_bm25 p50",
             "speedup (min)", "top-10 same")
     rows = []
@@ -641,7 +640,7 @@ def format_table(r: dict) -> str:
         kind = v["dense_kind"]
         rows.append((
             f"{int(n):,}", f"{b['bm25_build_s']:.1f}", f"{b['bm25_disk_mb']:.0f}", kind,
-            f"{b['dense_kinds'][kind]['build_s']:.1f}", f"{b['dense_kinds'][kind]['disk_mb']:.0f}",
+            f"{b['dense_kinds'][kind]['build_s']:.1f}", f"{b['files_mb']['dense.faiss']:.0f}",
             f"{v['load_s']:.2f}", f"{v['rss_after_queries_mb']}",
             f"{v['bm25']['p50_ms']:.2f}/{v['bm25']['p95_ms']:.2f}", f"{v['dense']['p50_ms']:.2f}/{v['dense']['p95_ms']:.2f}",
             f"{v['hybrid']['p50_ms']:.1f}/{v['hybrid']['p95_ms']:.1f}", f"{v['embed_query']['p50_ms']:.1f}",
@@ -665,17 +664,19 @@ def format_table(r: dict) -> str:
         lines += ["", "HNSW recall@10 at 100k by vector structure (M=32, efConstruction 80)", ""]
         lines += _grid(("vectors", "ef 64", "ef 128", "ef 256"),
                        [(k, str(v["ef64"]), str(v["ef128"]), str(v["ef256"])) for k, v in r["hnsw_recall_sweep_100k"].items()])
-    lines += ["", "Memory and load detail", ""]
-    head = ("chunks", "RSS loaded", "RSS after queries", "of which heap / mapped files", "peak", "sha256 s", "index MB", "vectors.npy MB",
-            "chunks.jsonl MB", "chunk table load s", "chunk table MB", "model MB", "rank_bm25 MB", "rank_bm25 build s")
+    lines += ["", "QA.load and memory (MB, seconds; RSS excludes the model; heap = anonymous memory, mapped = "
+              "pages of the index files, which the kernel can drop and re-read)", ""]
+    head = ("chunks", "QA.load s", "of which sha256 s", "model load s", "RSS loaded", "RSS after queries",
+            "heap / mapped", "index MB on disk", "chunks.jsonl MB", "ask p50/p95 ms", "model MB", "rank_bm25 MB",
+            "rank_bm25 build s")
     rows = []
     for n, s in r["sizes"].items():
-        b, v, c, rk = s["build"], s["serve"], s["chunks"], s["rank_bm25"] or {}
-        rows.append((f"{int(n):,}", str(v["rss_loaded_mb"]), str(v["rss_after_queries_mb"]),
-                     f"{v.get('rss_anon_after_queries_mb', '-')} / {v.get('rss_file_after_queries_mb', '-')}",
-                     str(v["rss_indexes_peak_mb"]),
-                     f"{v['sha256_s']:.2f}", f"{v['index_disk_mb']:.0f}", f"{b['vectors_npy_mb']:.0f}",
-                     f"{b['chunks_jsonl_mb']:.0f}", f"{c['chunks_load_s']:.2f}", str(c["chunks_rss_mb"]),
+        b, v, rk = s["build"], s["serve"], s["rank_bm25"] or {}
+        rows.append((f"{int(n):,}", f"{v['load_s']:.2f}", f"{v['sha256_s']:.2f}", f"{v['model_load_s']:.1f}",
+                     str(v["rss_loaded_mb"]), str(v["rss_after_queries_mb"]),
+                     f"{v['rss_anon_after_queries_mb']} / {v['rss_file_after_queries_mb']}",
+                     f"{v['index_disk_mb']:.0f}", f"{b['files_mb']['chunks.jsonl']:.0f}",
+                     f"{v['ask']['p50_ms']:.0f}/{v['ask']['p95_ms']:.0f}",
                      str(v["model_rss_mb"]), str(rk.get("rank_bm25_rss_mb", "-")), str(rk.get("rank_bm25_build_s", "-"))))
     lines += _grid(head, rows)
     e = r["embedding"]
@@ -705,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         phase, n, folder = argv[1], int(argv[2]), Path(argv[3])
         quick = "--quick" in argv
         fn = {"build": lambda: phase_build(n, folder, quick), "serve": lambda: phase_serve(n, folder, quick),
-              "chunks": lambda: phase_chunks(folder), "rank": lambda: phase_rank(n, folder, quick),
+              "rank": lambda: phase_rank(n, folder, quick),
               "sweep": lambda: phase_sweep(n), "embed": lambda: phase_embed(quick)}[phase]
         print(json.dumps(fn()))
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from qa import store
 from qa.api import stale_reason
 from qa.cli import main
 
@@ -45,6 +46,25 @@ def test_stale_reason_follows_the_corpus(news_dir, tmp_path):
     assert stale_reason(index, [news_dir]) is None
     (news_dir / "sport.txt").write_text("date 2023-01 Ajax won van PSV.", encoding="utf-8")
     assert "sport.txt" in stale_reason(index, [news_dir])
+
+
+def test_index_of_the_previous_format_is_reported_as_outdated(news_dir, tmp_path, capsys):
+    """Format 1 had no row-offset files; such an index asks for a rebuild (the app does it itself)."""
+    index = tmp_path / "idx"
+    main(["build", str(news_dir), "--index", str(index), "--model", "hash-64"])
+    folder = store.current_generation(index)
+    manifest = json.loads((folder / store.MANIFEST).read_text(encoding="utf-8"))
+    for name in [f for f in manifest["files"] if f.endswith(".offsets.npy")]:
+        (folder / name).unlink()
+        del manifest["files"][name]
+    manifest["format_version"] = 1
+    manifest[store.MANIFEST_CHECKSUM] = store.manifest_checksum(manifest)
+    (folder / store.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    assert "outdated" in stale_reason(index, [news_dir])
+    capsys.readouterr()
+    assert main(["ask", "inflatie", "--index", str(index)]) == 1
+    err = capsys.readouterr().err
+    assert "outdated" in err and "qa build" in err and "Traceback" not in err
 
 
 def test_ask_without_index_builds_from_seeds(tmp_path, monkeypatch, capsys):
