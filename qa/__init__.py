@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .errors import (CorpusError, IndexCorruptError, IndexFormatError, IndexMissingError, ModelError,
-                     ModelMismatchError, QAError, QuestionError)
+from .errors import (CorpusError, IndexCorruptError, IndexFormatError, IndexMissingError, IndexWriteError,
+                     ModelError, ModelMismatchError, QAError, QuestionError)
 
 # The heavy parts (numpy, faiss, torch) load on first use, so `qa --help` and the error classes
 # stay instant.
 _LAZY = {"QA": "api", "check_question": "api", "Answer": "answer", "Citation": "answer", "Highlight": "answer", "Hit": "fusion"}
 
 __all__ = [*_LAZY, "QAError", "CorpusError", "QuestionError", "ModelError", "IndexMissingError", "IndexCorruptError",
-           "IndexFormatError", "ModelMismatchError"]
+           "IndexFormatError", "IndexWriteError", "ModelMismatchError"]
 
 
 def __getattr__(name: str):

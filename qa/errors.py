@@ -33,3 +33,7 @@ class IndexFormatError(QAError):
 
 class ModelMismatchError(QAError):
     """The index was built with another embedding model than the one requested."""
+
+
+class IndexWriteError(QAError):
+    """A new index could not be written (disk full, no permission); the live index is untouched."""

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .errors import IndexCorruptError, IndexFormatError, IndexMissingError
+from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, IndexWriteError
 
 # 2: chunk and document tables come with row offsets files (records.py).
 FORMAT_VERSION = 2
@@ -76,8 +76,21 @@ def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: 
 
     Returns:
         The folder of the new generation.
+
+    Raises:
+        IndexWriteError: the disk is full, or the folder is not writable; the half-written
+            generation is removed and the live index stays as it was.
     """
-    index_dir = Path(index_dir)
+    try:
+        return _write_generation(Path(index_dir), write_files, manifest)
+    except OSError as exc:
+        raise IndexWriteError(
+            f"cannot write the index in {index_dir} ({exc.strerror or exc}); free disk space or choose another "
+            "folder with --index. The index that was there is unchanged."
+        ) from exc
+
+
+def _write_generation(index_dir: Path, write_files: Callable[[Path], dict], manifest: dict) -> Path:
     index_dir.mkdir(parents=True, exist_ok=True)
     with _build_lock(index_dir):
         _remove_debris(index_dir)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -284,6 +286,29 @@ def test_cli_gives_distinct_actionable_errors_without_traceback(hash_qa, tmp_pat
         assert "qa build" in lines[0] or "--model" in lines[0], (case, lines[0])
         messages[case] = lines[0].replace(str(index_dir), "INDEX")
     assert len(set(messages.values())) == len(messages), messages
+
+
+def test_build_that_cannot_write_keeps_the_old_index(hash_qa, news_dir, tmp_path):
+    """A disk that fills up mid-build (here the kernel refuses writes past a file-size limit with
+    EFBIG) gives one error line, leaves no half-written generation, and the old index serves on."""
+    before = [c["chunk_id"] for c in QA.load(_index(tmp_path)).chunks]
+    (news_dir / "begroting.txt").write_text("date 2024-01\n" + "Het kabinet presenteert de begroting. " * 400,
+                                           encoding="utf-8")
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-m", "qa.cli", "build", str(news_dir), "--index", str(_index(tmp_path)),
+                             "--model", "hash-64"], env=env, capture_output=True, text=True, timeout=120,
+                            preexec_fn=small_disk)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: cannot write the index") and "unchanged" in result.stderr
+    assert not [p.name for p in _index(tmp_path).iterdir() if p.name.startswith(".tmp-")]
+    qa = QA.load(_index(tmp_path))
+    assert [c["chunk_id"] for c in qa.chunks] == before and "begroting.txt" not in qa.docs
+    assert qa.ask(QUESTION).citations[0].doc_id == ANSWER_DOC
 
 
 def test_cli_info_on_damaged_index(hash_qa, tmp_path):
