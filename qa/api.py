@@ -60,7 +60,7 @@ class QA:
     @classmethod
     def build(cls, paths: Iterable[str | Path] = ("seeds",), index_dir: str | Path = "index", model: str | None = None,
               *, skip_bad: bool = False, progress: bool = False, chunking: ChunkSettings | None = None,
-              embedder=None) -> "QA":
+              dense: str = "auto", embedder=None) -> "QA":
         """Read a corpus, chunk, embed and index it, and write the index atomically.
 
         Args:
@@ -70,6 +70,8 @@ class QA:
             skip_bad: skip unreadable files with a warning instead of failing.
             progress: show a progress bar while embedding.
             chunking: chunk size and overlap.
+            dense: the dense index kind: "flat" (exact), "hnsw" (approximate), or "auto" (flat
+                up to dense.HNSW_THRESHOLD chunks, hnsw above); recorded in the manifest.
             embedder: an already loaded embedder (overrides `model`).
 
         Raises:
@@ -90,7 +92,7 @@ class QA:
         vectors = embedder.encode_passages([c["text"] for c in chunks], progress=progress)
         bm25 = BM25Index.build([analyzer.analyze(c["text"], c["lang"]) for c in chunks])
         folder = write_generation(
-            Path(index_dir), chunks=chunks, docs=docs.values(), vectors=vectors, dense=DenseIndex.build(vectors),
+            Path(index_dir), chunks=chunks, docs=docs.values(), vectors=vectors, dense=DenseIndex.build(vectors, kind=dense),
             bm25=bm25, model=embedder.identity.to_dict(), chunking=settings, analyzer=analyzer,
             corpus={"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
         )

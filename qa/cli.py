@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}/)")
     b.add_argument("--model", default=None, help="sentence-transformers model name or folder (default: bundled multilingual-e5-small)")
     b.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
+    b.add_argument("--dense", choices=("auto", "flat", "hnsw"), default="auto",
+                   help="dense index: exact (flat), approximate (hnsw), or auto: flat up to 50,000 chunks (default)")
     b.add_argument("--json", action="store_true", help="print the index summary as JSON")
     b.set_defaults(run=_build)
 
@@ -81,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args) -> int:
     from .api import QA
 
-    qa = QA.build(args.paths, args.index, args.model, skip_bad=args.skip_bad, progress=sys.stderr.isatty())
+    qa = QA.build(args.paths, args.index, args.model, skip_bad=args.skip_bad, dense=args.dense,
+                  progress=sys.stderr.isatty())
     info = qa.info()
     if args.json:
         print(to_json(info, indent=2))
@@ -120,8 +123,13 @@ def _info(args) -> int:
     else:
         print(f"index      {info['index']}\nformat     {info['format_version']}\ncreated    {info['created']}\n"
               f"model      {info['model']['name']} ({info['model']['dim']}-d)\n"
-              f"documents  {info['documents']}\nchunks     {info['chunks']}")
+              f"documents  {info['documents']}\nchunks     {info['chunks']}\n"
+              f"dense      {info['dense']['kind']} {_params(info['dense']['params'])}".rstrip())
     return 0
+
+
+def _params(params: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 def _eval(args) -> int:

@@ -27,6 +27,23 @@ def test_build_ask_info_with_fake_model(news_dir, tmp_path, capsys):
     assert "economie.txt" in capsys.readouterr().out
 
 
+def test_build_chooses_the_dense_index_kind(news_dir, tmp_path, capsys):
+    index = str(tmp_path / "idx")
+    assert main(["build", str(news_dir), "--index", index, "--model", "hash-64", "--dense", "hnsw"]) == 0
+    capsys.readouterr()
+    assert main(["info", "--index", index, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dense"]["kind"] == "hnsw" and info["dense"]["params"]["storage"] == "fp16"
+    assert main(["info", "--index", index]) == 0
+    assert "dense      hnsw M=32" in capsys.readouterr().out
+    assert main(["ask", "inflatie CBS december", "--index", index, "--json", "-k", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["citations"][0]["doc_id"] == "economie.txt"
+    assert main(["build", str(news_dir), "--index", index, "--model", "hash-64"]) == 0
+    capsys.readouterr()
+    assert main(["info", "--index", index]) == 0
+    assert "dense      flat" in capsys.readouterr().out  # auto: 6 documents are far below the threshold
+
+
 def test_errors_print_error_and_exit_nonzero(news_dir, tmp_path, capsys):
     assert main(["ask", "   ", "--index", str(tmp_path / "none")]) == 1
     assert capsys.readouterr().err.startswith("error: the question is empty")
