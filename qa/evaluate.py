@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -301,6 +302,16 @@ class Workspace:
         return qa, info
 
 
+
+@contextmanager
+def _workspace(workspace: Workspace | None, **settings):
+    """The caller's workspace, or a new one with these settings, closed afterwards."""
+    if workspace is not None:
+        yield workspace
+    else:
+        with Workspace(**settings) as ws:
+            yield ws
+
 def _bar(iterable, desc: str, progress: bool, total: int | None = None):
     from tqdm import tqdm
 
@@ -456,9 +467,7 @@ def evaluate(dataset_dir: str | Path, *, modes: Sequence[str] = MODES, distracto
     modes = _check_modes(modes)
     ks = _check_ks(ks)
     fusion = fusion or Fusion.defaults()
-    own = workspace is None
-    ws = workspace or Workspace(embedder=embedder, model=model, index_dir=index_dir, progress=progress)
-    try:
+    with _workspace(workspace, embedder=embedder, model=model, index_dir=index_dir, progress=progress) as ws:
         started = time.perf_counter()
         dataset = load_dataset(dataset_dir, limit=limit)
         others = [load_passages(d) for d in distractors]
@@ -495,9 +504,6 @@ def evaluate(dataset_dir: str | Path, *, modes: Sequence[str] = MODES, distracto
             "checks": hybrid_checks(metrics, ks),
             "seconds": seconds,
         }
-    finally:
-        if own:
-            ws.close()
 
 
 def hybrid_checks(metrics: dict, ks: Sequence[int] = METRIC_KS) -> dict:
@@ -550,9 +556,7 @@ def sweep(dataset_dirs: Sequence[str | Path], *, distractors: Sequence[str | Pat
         {"groups", "legs" (bm25/dense metrics per group), "rows" (one per setting, best first),
         "best", "default", "seconds"}.
     """
-    own = workspace is None
-    ws = workspace or Workspace(embedder=embedder, model=model, index_dir=index_dir, progress=progress)
-    try:
+    with _workspace(workspace, embedder=embedder, model=model, index_dir=index_dir, progress=progress) as ws:
         started = time.perf_counter()
         sets = [load_dataset(d, limit=limit) for d in dataset_dirs]
         others = [load_passages(d) for d in distractors]
@@ -589,9 +593,6 @@ def sweep(dataset_dirs: Sequence[str | Path], *, distractors: Sequence[str | Pat
             "default": next(r for r in rows if r["fusion"] == default.to_dict()),
             "seconds": round(time.perf_counter() - started, 2),
         }
-    finally:
-        if own:
-            ws.close()
 
 
 def _sweep_row(fusion: Fusion, per_group: dict, legs: dict, groups: list[str]) -> dict:
@@ -625,9 +626,7 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
     """
     from .answer import NO_ANSWER_COSINE
 
-    own = workspace is None
-    ws = workspace or Workspace(embedder=embedder, model=model, index_dir=index_dir, progress=progress)
-    try:
+    with _workspace(workspace, embedder=embedder, model=model, index_dir=index_dir, progress=progress) as ws:
         started = time.perf_counter()
         sets = [load_dataset(d, limit=limit) for d in answerable]
         negatives = [load_passages(d) for d in unanswerable]
@@ -662,9 +661,6 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
         result["seed_checks"] = _seed_checks(ws, Path(seeds), threshold) if seeds and Path(seeds).exists() else []
         result["seconds"] = round(time.perf_counter() - started, 2)
         return result
-    finally:
-        if own:
-            ws.close()
 
 
 def choose_threshold(positive: np.ndarray, negative: np.ndarray, *, step: float = 0.001) -> float:
