@@ -15,7 +15,7 @@ from .answer import NO_ANSWER_COSINE, NO_ANSWER_COSINE_BY_LANGUAGE, Answer, Cita
 from .bundled_model import DEFAULT_MODEL
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .corpus import Article, read_corpus
-from .dense import DenseIndex
+from .dense import KINDS as DENSE_KINDS, DenseIndex
 from .embedding import load_embedder
 from .errors import IndexCorruptError, IndexFormatError, ModelMismatchError, QuestionError
 from .fusion import RRF_K, Hit, rrf
@@ -35,6 +35,7 @@ DEFAULT_DEPTH = 20          # candidates taken from each leg before fusion
 DEFAULT_WEIGHTS = {"bm25": 0.25, "dense": 1.0}
 MODES = ("hybrid", "bm25", "dense")
 CHUNKS_FILE, DOCS_FILE, VECTORS_FILE = "chunks.jsonl", "docs.jsonl", "vectors.npy"
+CHUNK_FIELDS = {"chunk_id": str, "doc_id": str, "text": str, "start": int, "end": int}
 
 
 class QA:
@@ -78,6 +79,8 @@ class QA:
             CorpusError: a corpus file is unreadable (and skip_bad is off), or there is none.
             ModelError: the model cannot be loaded.
         """
+        if dense not in DENSE_KINDS:
+            raise ValueError(f"dense must be one of {', '.join(DENSE_KINDS)}, got {dense!r}")
         paths = [Path(p) for p in paths]
         articles = read_corpus(paths, skip_bad=skip_bad)
         embedder = embedder or load_embedder(model)
@@ -128,10 +131,10 @@ class QA:
                 f"the index in {index_dir} was built with analyzer version {analyzer_version!r}, this version "
                 f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; rebuild with `qa build`"
             )
-        chunks, docs = Records(folder / CHUNKS_FILE), Documents(Records(folder / DOCS_FILE))
+        chunks, docs = Records(folder / CHUNKS_FILE, fields=CHUNK_FIELDS), Documents(folder / DOCS_FILE)
         try:
             vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError) as exc:
             raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
         dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
         if not len(chunks) == len(vectors) == len(dense) == len(bm25):
@@ -303,6 +306,10 @@ def write_generation(index_dir: Path, *, chunks: Iterable[dict], docs: Iterable[
 
     def write_files(folder: Path) -> dict:
         rows = {**write_records(folder / CHUNKS_FILE, chunks), **write_documents(folder / DOCS_FILE, docs)}
+        if not rows[CHUNKS_FILE] == len(vectors) == len(dense) == len(bm25):
+            # Refused before the manifest exists, so the live index stays as it was.
+            raise ValueError(f"{rows[CHUNKS_FILE]} chunks, {len(vectors)} vectors, {len(dense)} dense and "
+                             f"{len(bm25)} BM25 rows: they must be the same chunks")
         np.save(folder / VECTORS_FILE, vectors, allow_pickle=False)
         rows[VECTORS_FILE] = len(vectors)
         rows.update({f: None for f in dense.save(folder)})

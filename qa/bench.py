@@ -66,17 +66,17 @@ def _status_mb() -> dict:
 
 def _mapped_mb(folder: Path) -> dict:
     """Resident MB of each memory-mapped file under `folder`, from /proc/self/smaps."""
-    out, current = {}, None
+    kb, current = {}, None
     prefix = str(folder.resolve()) + os.sep
     with open("/proc/self/smaps") as f:
         for line in f:
-            parts = line.split()
-            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
-                current = parts[5] if len(parts) > 5 and parts[5].startswith(prefix) else None
+            parts = line.split(maxsplit=5)
+            if not parts[0].endswith(":"):  # a mapping's header: address perms offset dev inode [path]
+                path = parts[5].rstrip("\n") if len(parts) > 5 else ""
+                current = Path(path).name if path.startswith(prefix) else None
             elif current and parts[0] == "Rss:":
-                name = Path(current).name
-                out[name] = round(out.get(name, 0) + int(parts[1]) / 1024, 1)
-    return out
+                kb[current] = kb.get(current, 0) + int(parts[1])
+    return {name: round(v / 1024, 1) for name, v in kb.items()}
 
 
 def _rss_mb() -> tuple[float, float]:

@@ -7,6 +7,8 @@ search is measured in BENCHMARKS.md.
 
 from __future__ import annotations
 
+import errno
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +37,8 @@ HNSW_EF_SEARCH = 128
 # at 100k, same speed); bf16 (0.988) and 8-bit (0.984) lose recall. vectors.npy keeps float32.
 HNSW_STORAGE = "fp16"
 _STORAGE = {"float32": None, "fp16": faiss.ScalarQuantizer.QT_fp16}
+# Memory-maps flat and HNSW vector storage; FAISS versions without it read the file into memory.
+_MMAP_FLAG = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
 BUILD_THREADS = 2
 # Below this many vectors a build takes well under a second on one thread, and a second OpenMP
 # thread on a busy machine only adds waiting.
@@ -184,7 +188,13 @@ class DenseIndex:
         return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
     def save(self, folder: Path) -> list[str]:
-        faiss.write_index(self.index, str(folder / INDEX_FILE))
+        path = folder / INDEX_FILE
+        try:
+            faiss.write_index(self.index, str(path))
+        except RuntimeError as exc:
+            # FAISS reports a failed write (disk full, no permission) as "... write error ... (reason)".
+            reason = re.search(r"\(([^()]+)\)\s*$", str(exc))
+            raise OSError(errno.EIO, reason.group(1) if reason else str(exc), str(path)) from exc
         return [INDEX_FILE]
 
     @classmethod
@@ -192,7 +202,7 @@ class DenseIndex:
         """Read an index written by save(), memory-mapped by default: the vectors and the graph
         stay reclaimable page cache, read as searches touch them, and loading takes no time."""
         try:
-            index = faiss.read_index(str(folder / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+            index = faiss.read_index(str(folder / INDEX_FILE), _MMAP_FLAG if mmap else 0)
         except RuntimeError as exc:
             raise IndexCorruptError(f"{folder / INDEX_FILE} cannot be read ({exc}); rebuild with `qa build`") from exc
         return cls(index)

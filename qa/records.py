@@ -38,17 +38,24 @@ def write_records(path: Path, records: Iterable[dict]) -> dict[str, int | None]:
 
 
 class Records(Sequence):
-    """The records of a JSONL table, each parsed when indexed: `records[i]` is a dict."""
+    """The records of a JSONL table, each parsed when indexed: `records[i]` is a dict.
 
-    def __init__(self, path: Path):
+    Args:
+        path: the JSONL file (its offsets file sits beside it).
+        fields: {name: type} every record must have; a record without them is reported as
+            corrupt when read, instead of failing later wherever the field is used.
+    """
+
+    def __init__(self, path: Path, fields: Mapping[str, type] | None = None):
         self.path = Path(path)
+        self.fields = dict(fields or {})
         try:
             offsets = np.load(self.path.with_name(offsets_name(self.path.name)), allow_pickle=False)
             with open(self.path, "rb") as f:
                 size = self.path.stat().st_size
                 # mmap cannot map an empty file; an empty table has nothing to read anyway.
                 self._data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise self._corrupt(f"cannot be read ({exc})") from exc
         if (offsets.dtype != np.int64 or offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0
                 or offsets[-1] != size or np.any(np.diff(offsets) <= 0)):
@@ -75,6 +82,9 @@ class Records(Sequence):
             raise self._corrupt(f"has a broken record at row {i} ({exc})") from exc
         if not isinstance(record, dict):
             raise self._corrupt(f"has a non-object record at row {i}")
+        for name, kind in self.fields.items():
+            if not isinstance(record.get(name), kind):
+                raise self._corrupt(f"has a record without a valid {name!r} at row {i}")
         return record
 
     def __repr__(self) -> str:
@@ -82,15 +92,17 @@ class Records(Sequence):
 
 
 class Documents(Mapping):
-    """Document records by doc_id, over a table written sorted by doc_id (see `write_documents`).
+    """Document records by doc_id, from a table written sorted by doc_id (`write_documents`).
 
     Lookups are binary searches over the table, so no per-document state is held in memory.
     """
 
-    def __init__(self, records: Records):
-        self.records = records
+    def __init__(self, path: Path):
+        self.records = Records(path, fields={"doc_id": str})
 
     def __getitem__(self, doc_id: str) -> dict:
+        if not isinstance(doc_id, str):
+            raise KeyError(doc_id)
         i = bisect.bisect_left(self.records, doc_id, key=_doc_id)
         if i < len(self.records):
             record = self.records[i]

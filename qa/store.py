@@ -81,13 +81,14 @@ def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: 
         IndexWriteError: the disk is full, or the folder is not writable; the half-written
             generation is removed and the live index stays as it was.
     """
+    live = _current_name(Path(index_dir))
     try:
         return _write_generation(Path(index_dir), write_files, manifest)
     except OSError as exc:
-        raise IndexWriteError(
-            f"cannot write the index in {index_dir} ({exc.strerror or exc}); free disk space or choose another "
-            "folder with --index. The index that was there is unchanged."
-        ) from exc
+        after = ("The index that was there is unchanged." if _current_name(Path(index_dir)) == live else
+                 "The new index is live, but may not have reached the disk; build it again.")
+        raise IndexWriteError(f"cannot write the index in {index_dir} ({exc.strerror or exc}); free disk space or "
+                              f"write the index elsewhere (--index). {after}") from exc
 
 
 def _write_generation(index_dir: Path, write_files: Callable[[Path], dict], manifest: dict) -> Path:

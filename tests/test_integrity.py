@@ -220,6 +220,27 @@ def test_chunk_record_broken_in_place_is_reported_when_read(hash_qa, tmp_path):
         qa.chunks[0]
 
 
+def test_empty_offsets_file_without_checksums(hash_qa, tmp_path):
+    folder = current_generation(_index(tmp_path))
+    (folder / "chunks.jsonl.offsets.npy").write_bytes(b"")
+    with pytest.raises(IndexCorruptError, match="qa build"):
+        QA.load(_index(tmp_path), verify=False)
+
+
+def test_tables_that_disagree_with_the_vectors_are_never_made_live(hash_qa, tmp_path):
+    from qa.api import write_generation
+    from qa.chunking import ChunkSettings
+    from qa.lexical import Analyzer
+
+    before = store.current_generation(_index(tmp_path))
+    with pytest.raises(ValueError, match="must be the same chunks"):
+        write_generation(_index(tmp_path), chunks=list(hash_qa.chunks)[:1], docs=[], vectors=np.asarray(hash_qa.vectors),
+                         dense=hash_qa.dense, bm25=hash_qa.bm25, model=hash_qa.manifest["model"],
+                         chunking=ChunkSettings(), analyzer=Analyzer(), corpus={})
+    assert store.current_generation(_index(tmp_path)) == before
+    assert len(QA.load(_index(tmp_path)).chunks) == len(hash_qa.chunks)
+
+
 def test_faiss_file_that_is_not_faiss(hash_qa, tmp_path):
     folder = current_generation(_index(tmp_path))
     (folder / "dense.faiss").write_bytes(b"IxFI" + b"\x00" * 64)
@@ -288,23 +309,33 @@ def test_cli_gives_distinct_actionable_errors_without_traceback(hash_qa, tmp_pat
     assert len(set(messages.values())) == len(messages), messages
 
 
-def test_build_that_cannot_write_keeps_the_old_index(hash_qa, news_dir, tmp_path):
+@pytest.mark.parametrize("full_at", ["chunks.jsonl", "dense.faiss"])
+def test_build_that_cannot_write_keeps_the_old_index(hash_qa, news_dir, tmp_path, full_at):
     """A disk that fills up mid-build (here the kernel refuses writes past a file-size limit with
-    EFBIG) gives one error line, leaves no half-written generation, and the old index serves on."""
+    EFBIG) gives one error line, leaves no half-written generation, and the old index serves on.
+    Two places: the first file written (Python's own I/O) and the FAISS file (FAISS's I/O), which
+    is the largest file of a big index."""
     before = [c["chunk_id"] for c in QA.load(_index(tmp_path)).chunks]
-    (news_dir / "begroting.txt").write_text("date 2024-01\n" + "Het kabinet presenteert de begroting. " * 400,
-                                           encoding="utf-8")
+    if full_at == "chunks.jsonl":
+        (news_dir / "begroting.txt").write_text("date 2024-01\n" + "Het kabinet presenteert de begroting. " * 400,
+                                               encoding="utf-8")
+        limit, extra = 4096, []
+    else:  # many tiny chunks: an HNSW file (~400 bytes a chunk) outgrows every file written before it
+        for i in range(300):
+            (news_dir / f"kort-{i}.txt").write_text(f"date 2024-01\nKort bericht {i}.", encoding="utf-8")
+        limit, extra = 100_000, ["--dense", "hnsw"]
 
     def small_disk():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-m", "qa.cli", "build", str(news_dir), "--index", str(_index(tmp_path)),
-                             "--model", "hash-64"], env=env, capture_output=True, text=True, timeout=120,
+                             "--model", "hash-64", *extra], env=env, capture_output=True, text=True, timeout=120,
                             preexec_fn=small_disk)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("error: cannot write the index") and "unchanged" in result.stderr
+    assert result.stderr.startswith("error: cannot write the index") and "File too large" in result.stderr
+    assert "unchanged" in result.stderr
     assert not [p.name for p in _index(tmp_path).iterdir() if p.name.startswith(".tmp-")]
     qa = QA.load(_index(tmp_path))
     assert [c["chunk_id"] for c in qa.chunks] == before and "begroting.txt" not in qa.docs

@@ -28,7 +28,8 @@ def test_empty_table(tmp_path):
     assert (tmp_path / "t.jsonl").stat().st_size == 0 and list(Records(tmp_path / "t.jsonl")) == []
 
 
-@pytest.mark.parametrize("damage", ["shorter", "longer", "missing offsets", "offsets not int64", "unordered"])
+@pytest.mark.parametrize("damage", ["shorter", "longer", "missing offsets", "empty offsets", "offsets not int64",
+                                    "unordered"])
 def test_file_and_offsets_that_disagree_are_refused_on_open(tmp_path, damage):
     path = tmp_path / "t.jsonl"
     write_records(path, ROWS)
@@ -40,6 +41,8 @@ def test_file_and_offsets_that_disagree_are_refused_on_open(tmp_path, damage):
         path.write_bytes(path.read_bytes() + b"{}\n")
     elif damage == "missing offsets":
         offsets_path.unlink()
+    elif damage == "empty offsets":
+        offsets_path.write_bytes(b"")
     elif damage == "offsets not int64":
         np.save(offsets_path, offsets.astype(np.float64))
     else:
@@ -57,11 +60,30 @@ def test_non_object_record_is_reported(tmp_path):
         table[1]
 
 
+def test_records_without_their_required_fields_are_reported(tmp_path):
+    write_records(tmp_path / "t.jsonl", [{"doc_id": "a", "text": "x"}, {"text": "y"}, {"doc_id": None}])
+    table = Records(tmp_path / "t.jsonl", fields={"doc_id": str})
+    assert table[0]["text"] == "x"
+    for row in (1, 2):
+        with pytest.raises(IndexCorruptError, match=f"without a valid 'doc_id' at row {row}.*qa build"):
+            table[row]
+
+
+def test_a_document_without_id_is_an_error_not_a_missing_document(tmp_path):
+    """Mapping.get turns KeyError into None: a broken record must not make others look absent."""
+    write_records(tmp_path / "docs.jsonl", [{"doc_id": "a"}, {"title": "no id"}, {"doc_id": "c"}])
+    docs = Documents(tmp_path / "docs.jsonl")
+    with pytest.raises(IndexCorruptError, match="doc_id"):
+        docs.get("c")
+    with pytest.raises(IndexCorruptError, match="doc_id"):
+        list(docs)
+
+
 def test_documents_are_found_by_id_whatever_the_input_order(tmp_path):
     ids = ["z.txt", "a.txt", "ä.txt", "A.txt", "m/n.txt", "10.txt", "9.txt"]
     write_documents(tmp_path / "docs.jsonl", [{"doc_id": d, "title": d.upper()} for d in ids])
-    docs = Documents(Records(tmp_path / "docs.jsonl"))
+    docs = Documents(tmp_path / "docs.jsonl")
     assert len(docs) == len(ids) and set(docs) == set(ids)
     for d in ids:
         assert docs[d]["title"] == d.upper() and d in docs
-    assert docs.get("b.txt") is None and "zz" not in docs and "" not in docs
+    assert docs.get("b.txt") is None and "zz" not in docs and "" not in docs and docs.get(123) is None
