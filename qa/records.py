@@ -118,8 +118,16 @@ class Documents(Mapping):
 
 
 def write_documents(path: Path, docs: Iterable[dict]) -> dict[str, int | None]:
-    """Write document records sorted by doc_id, the order `Documents` looks them up in."""
-    return write_records(path, sorted(docs, key=_doc_id))
+    """Write document records sorted by doc_id, the order `Documents` looks them up in.
+
+    Raises:
+        ValueError: two records share a doc_id.
+    """
+    docs = sorted(docs, key=_doc_id)
+    for a, b in zip(docs, docs[1:]):
+        if a["doc_id"] == b["doc_id"]:
+            raise ValueError(f"two documents share the doc_id {a['doc_id']!r}")
+    return write_records(path, docs)
 
 
 def _doc_id(record: dict) -> str:
