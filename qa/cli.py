@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .corpus import CorpusWarning
-from .errors import IndexMissingError, QAError
+from .errors import IndexMissingError, QAError, QuestionError
 
 DEFAULT_CORPUS = "seeds"
 DEFAULT_INDEX = "index"
@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(run=_build)
 
     a = sub.add_parser("ask", help="answer a question with cited passages")
-    a.add_argument("question")
+    a.add_argument("question", nargs="+",
+                   help='the question; several are answered in turn with the index loaded once, and "-" reads '
+                        "one question per line from standard input")
     a.add_argument("--index", default=DEFAULT_INDEX)
     a.add_argument("--model", default=None, help="check that the index was built with this model")
     a.add_argument("-k", type=int, default=5, help="number of cited passages (default 5)")
@@ -96,7 +98,9 @@ def _build(args) -> int:
 def _ask(args) -> int:
     from .api import QA, check_question
 
-    check_question(args.question)  # before the slow part
+    questions = _read_questions(args.question)
+    if len(questions) == 1:
+        check_question(questions[0])  # before the slow part
     if args.k < 1:
         raise QAError(f"-k must be at least 1, got {args.k}")
     try:
@@ -106,12 +110,39 @@ def _ask(args) -> int:
             raise
         print(f"no index in {args.index}/ yet; building it from {DEFAULT_CORPUS}/ first", file=sys.stderr)
         qa = QA.build([DEFAULT_CORPUS], args.index, args.model, progress=sys.stderr.isatty())
-    answer = qa.ask(args.question, k=args.k)
-    if args.json:
-        print(to_json(answer.to_dict()))
-    else:
-        print(format_answer(answer))
-    return 0
+    failed = 0
+    for n, question in enumerate(questions, start=1):
+        try:
+            answer = qa.ask(question, k=args.k)
+        except QuestionError as exc:
+            if len(questions) == 1:
+                raise
+            # One bad line of a batch is reported in its place; the others are still answered.
+            failed += 1
+            print(f"error: question {n}: {_inert(str(exc))}", file=sys.stderr)
+            if args.json:
+                print(to_json({"question": question, "error": str(exc)}))
+            continue
+        if args.json:
+            print(to_json(answer.to_dict()))
+        elif len(questions) == 1:
+            print(format_answer(answer))
+        else:
+            print(f"Q{n}: {_clean(question)}\n{format_answer(answer)}\n")
+    return 1 if failed else 0
+
+
+def _read_questions(args: list[str]) -> list[str]:
+    """The questions as given, with "-" replaced by the non-blank lines of standard input."""
+    questions = []
+    for arg in args:
+        if arg == "-":
+            questions += [line.rstrip("\r\n") for line in sys.stdin if line.strip()]
+        else:
+            questions.append(arg)
+    if not questions:
+        raise QuestionError("no questions on standard input; give one question per line")
+    return questions
 
 
 def _info(args) -> int:

@@ -78,7 +78,11 @@ class SentenceEmbedder:
         self._lock = threading.Lock()
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
+            # transformers' "Loading weights" bar on every start is noise in the CLI and the app's
+            # console; downloads from a model hub keep their own progress bars.
+            transformers_logging.disable_progress_bar()
             path = str(bundled_model_path()) if self.name == DEFAULT_MODEL else self.name
             self._model = SentenceTransformer(path, device="cpu")
         except ModelError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -42,6 +43,29 @@ def test_build_chooses_the_dense_index_kind(news_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", "--index", index]) == 0
     assert "dense      flat" in capsys.readouterr().out  # auto: 6 documents are far below the threshold
+
+
+def test_several_questions_load_the_index_once(news_dir, tmp_path, capsys, monkeypatch):
+    index = str(tmp_path / "idx")
+    assert main(["build", str(news_dir), "--index", index, "--model", "hash-64"]) == 0
+    capsys.readouterr()
+    assert main(["ask", "inflatie CBS december", "Argentinië WK Qatar", "--index", index, "--json", "-k", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["citations"][0]["doc_id"] for line in lines] == ["economie.txt", "sport.txt"]
+    # "-": one question per line from standard input; blank lines skipped, a bad line reported in place.
+    monkeypatch.setattr("sys.stdin", io.StringIO("inflatie CBS december\n\n   \n" + "x" * 3000 + "\nArgentinië WK Qatar\n"))
+    assert main(["ask", "-", "--index", index, "--json", "-k", "1"]) == 1
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r.get("error", "")[:20] for r in records] == ["", "the question is 3,00", ""]
+    assert records[2]["citations"][0]["doc_id"] == "sport.txt"
+    assert err.startswith("error: question 2: the question is 3,000 characters long")
+    assert main(["ask", "inflatie", "Qatar", "--index", index, "-k", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Q1: inflatie\n") and "\n\nQ2: Qatar\n" in text and text.endswith("\n\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n \n"))
+    assert main(["ask", "-", "--index", index]) == 1
+    assert "no questions on standard input" in capsys.readouterr().err
 
 
 def test_errors_print_error_and_exit_nonzero(news_dir, tmp_path, capsys):
