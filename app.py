@@ -27,7 +27,7 @@ import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from qa import QA, ModelMismatchError, QAError, QuestionError  # noqa: E402
-from qa.api import MAX_QUESTION_CHARS, check_question, stale_reason  # noqa: E402
+from qa.api import MAX_QUESTION_CHARS, stale_reason  # noqa: E402
 
 log = logging.getLogger("nieuws-qa.app")
 
@@ -139,7 +139,7 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
         (chat message, sources panel). Never raises: problems become a friendly message.
     """
     try:
-        answer = qa.ask(check_question(question), k=k)
+        answer = qa.ask(question, k=k)
     except QuestionError:
         too_long = isinstance(question, str) and len(question) > MAX_QUESTION_CHARS
         return _message(esc(TOO_LONG if too_long else EMPTY_QUESTION)), SOURCES_PLACEHOLDER
@@ -166,8 +166,11 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
 
 def respond(qa: QA, message: str, history: list | None) -> tuple[list, str]:
     """One chat turn: the history with the question and its answer appended, and the sources panel."""
-    history = _with_question(message, history)
-    reply, sources = answer_markdown(qa, message)
+    return _with_answer(qa, message, _with_question(message, history))
+
+
+def _with_answer(qa: QA, question: str, history: list) -> tuple[list, str]:
+    reply, sources = answer_markdown(qa, question)
     return [*history, {"role": "assistant", "content": reply}], sources
 
 
@@ -211,8 +214,7 @@ def build_app(qa: QA) -> gr.Blocks:
         return "", _with_question(message or "", history), message
 
     def answer_turn(question, history):
-        reply, sources = answer_markdown(qa, question)
-        return [*history, {"role": "assistant", "content": reply}], sources
+        return _with_answer(qa, question, history)
 
     def ask(question: str) -> str:
         """Answer a question; returns the chat message (HTML)."""

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from .answer import NO_ANSWER_COSINE, NO_ANSWER_COSINE_BY_LANGUAGE, Answer, Citation, best_sentence, sentence_spans
-from .bundled_model import DEFAULT_MODEL
 from .chunking import Chunk, ChunkSettings, chunk_text
-from .corpus import Article, read_corpus
+from .corpus import Article, as_list, is_unicode, iter_corpus_files, read_corpus
 from .dense import KINDS as DENSE_KINDS, DenseIndex
 from .embedding import load_embedder
 from .errors import IndexCorruptError, IndexFormatError, ModelMismatchError, QuestionError
@@ -81,7 +79,7 @@ class QA:
         """
         if dense not in DENSE_KINDS:
             raise ValueError(f"dense must be one of {', '.join(DENSE_KINDS)}, got {dense!r}")
-        paths = [Path(p) for p in paths]
+        paths = [Path(p) for p in as_list(paths)]
         articles = read_corpus(paths, skip_bad=skip_bad)
         embedder = embedder or load_embedder(model)
         settings = chunking or ChunkSettings()
@@ -89,15 +87,14 @@ class QA:
         chunks, docs = [], {}
         for art in articles:
             docs[art.doc_id] = _doc_record(art)
-            lang = art.lang or detect_language(art.text)
             for c in chunk_text(art.doc_id, art.text, max_words=settings.max_words, overlap=settings.overlap):
-                chunks.append({**_chunk_record(c), "lang": lang if art.lang else detect_language(c.text)})
+                chunks.append({**_chunk_record(c), "lang": art.lang or detect_language(c.text)})
         vectors = embedder.encode_passages([c["text"] for c in chunks], progress=progress)
         bm25 = BM25Index.build([analyzer.analyze(c["text"], c["lang"]) for c in chunks])
         folder = write_generation(
             Path(index_dir), chunks=chunks, docs=docs.values(), vectors=vectors, dense=DenseIndex.build(vectors, kind=dense),
             bm25=bm25, model=embedder.identity.to_dict(), chunking=settings, analyzer=analyzer,
-            corpus={"paths": [str(p) for p in paths], "files": _corpus_files(articles)},
+            corpus={"paths": [str(p) for p in paths], "files": _corpus_files(paths)},
         )
         del chunks, docs, vectors, bm25
         # Served exactly as QA.load serves it: the tables and indexes read back from disk.
@@ -125,20 +122,7 @@ class QA:
                 f"the index in {index_dir} was built with {built_with!r}, not {wanted!r}; "
                 f"rebuild it with `qa build --model {wanted}` or drop --model"
             )
-        analyzer_version = manifest.get("analyzer", {}).get("version")
-        if analyzer_version != Analyzer.VERSION:
-            raise IndexFormatError(
-                f"the index in {index_dir} was built with analyzer version {analyzer_version!r}, this version "
-                f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; rebuild with `qa build`"
-            )
-        chunks, docs = Records(folder / CHUNKS_FILE, fields=CHUNK_FIELDS), Documents(folder / DOCS_FILE)
-        try:
-            vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
-        except (ValueError, OSError, EOFError) as exc:
-            raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
-        dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
-        if not len(chunks) == len(vectors) == len(dense) == len(bm25):
-            raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks; rebuild with `qa build`")
+        chunks, docs, vectors, dense, bm25 = _read_files(index_dir, folder, manifest)
         embedder = embedder or load_embedder(built_with)
         if embedder.dim != dense.dim:
             raise ModelMismatchError(f"model {built_with!r} gives {embedder.dim}-d vectors, the index has {dense.dim}-d")
@@ -164,10 +148,17 @@ class QA:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        terms = self.analyzer.analyze(question, detect_language(question)) if mode != "dense" else []
+        return self._search(question, terms, k=k, mode=mode, depth=depth, rrf_k=rrf_k, weights=weights,
+                            query_vector=query_vector)
+
+    def _search(self, question: str, terms: list[str], *, k: int, mode: str = "hybrid", depth: int | None = None,
+                rrf_k: int | None = None, weights: dict | None = None,
+                query_vector: np.ndarray | None = None) -> list[Hit]:
+        # search() for a checked question and its analysed terms.
         depth = max(depth or self.depth, k)
         legs, weights = {}, dict(weights or self.weights)
         if mode in ("hybrid", "bm25"):
-            terms = self.analyzer.analyze(question, detect_language(question))
             legs["bm25"] = self.bm25.top_k(terms, depth)
             # BM25 only understands the question's words that occur in the corpus: an English
             # question over Dutch news shares a number or a name at best, and its other matches
@@ -178,8 +169,7 @@ class QA:
             if query_vector is None:
                 query_vector = self._query_vector(question)
             legs["dense"] = self.dense.search(query_vector, depth)
-        hits = rrf(legs, k=self.rrf_k if rrf_k is None else rrf_k, weights=weights)[:k]
-        return [replace(h, ranks={"bm25": h.ranks.get("bm25"), "dense": h.ranks.get("dense")}) for h in hits]
+        return rrf(legs, k=self.rrf_k if rrf_k is None else rrf_k, weights=weights, limit=k)
 
     def ask(self, question: str, *, k: int = 5) -> Answer:
         """Answer a question with up to k cited passages, the answering sentence highlighted.
@@ -190,8 +180,9 @@ class QA:
         question = check_question(question)
         language = detect_language(question)
         qvec = self._query_vector(question)
-        hits = self.search(question, k=k, query_vector=qvec)
-        qterms = set(self.analyzer.analyze(question, language))
+        terms = self.analyzer.analyze(question, language)
+        hits = self._search(question, terms, k=k, query_vector=qvec)
+        qterms = set(terms)
         chunks = [self.chunks[hit.row] for hit in hits]
         spans = [sentence_spans(c["text"]) for c in chunks]
         sentences = [[c["text"][a:b] for a, b in sp] for c, sp in zip(chunks, spans)]
@@ -221,9 +212,11 @@ class QA:
 
     def _sentence_vectors(self, sentences: list[str]) -> np.ndarray:
         # Highlights embed the sentences of the cited passages; popular passages come back, so
-        # their sentence vectors are kept (bounded, oldest out first).
+        # their sentence vectors are kept (bounded, least recently used out first).
         with self._cache_lock:
             found = {s: self._sentence_cache[s] for s in sentences if s in self._sentence_cache}
+            for s in found:
+                self._sentence_cache.move_to_end(s)
         missing = [s for s in dict.fromkeys(sentences) if s not in found]
         if missing:
             found.update(zip(missing, self.embedder.encode_passages(missing)))
@@ -237,14 +230,47 @@ class QA:
 
     def info(self) -> dict:
         """A summary of the loaded index (what `qa info` prints)."""
-        m = self.manifest
-        return {
-            "index": str(self.folder), "format_version": m["format_version"], "created": m.get("created"),
-            "model": m["model"], "documents": len(self.docs), "chunks": len(self.chunks),
-            "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": {"k": self.rrf_k, "weights": self.weights, "depth": self.depth},
-            "dense": self.dense.describe(),
-            "corpus": m["corpus"],
-        }
+        return _summary(self.folder, self.manifest, self.docs, self.chunks, self.dense,
+                        {"k": self.rrf_k, "weights": self.weights, "depth": self.depth})
+
+
+def describe_index(index_dir: str | Path = "index") -> dict:
+    """`QA.load(index_dir).info()` with the default fusion settings, without loading the model."""
+    def describe(folder: Path, manifest: dict) -> dict:
+        chunks, docs, _, dense, _ = _read_files(index_dir, folder, manifest)
+        return _summary(folder, manifest, docs, chunks, dense, {"k": RRF_K, "weights": dict(DEFAULT_WEIGHTS), "depth": DEFAULT_DEPTH})
+
+    return store.read_live(Path(index_dir), describe)
+
+
+def _read_files(index_dir, folder: Path, manifest: dict) -> tuple[Records, Documents, np.ndarray, DenseIndex, BM25Index]:
+    """Open a generation's tables and indexes (not the model), checking they belong together."""
+    analyzer_version = manifest.get("analyzer", {}).get("version")
+    if analyzer_version != Analyzer.VERSION:
+        raise IndexFormatError(
+            f"the index in {index_dir} was built with analyzer version {analyzer_version!r}, this version "
+            f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; rebuild with `qa build`"
+        )
+    chunks, docs = Records(folder / CHUNKS_FILE, fields=CHUNK_FIELDS), Documents(folder / DOCS_FILE)
+    try:
+        vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
+    dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
+    if not len(chunks) == len(vectors) == len(dense) == len(bm25):
+        raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks; rebuild with `qa build`")
+    return chunks, docs, vectors, dense, bm25
+
+
+def _summary(folder: Path, manifest: dict, docs, chunks, dense: DenseIndex, fusion: dict) -> dict:
+    m = manifest
+    return {
+        "index": str(folder), "format_version": m["format_version"], "created": m.get("created"),
+        "model": m["model"], "documents": len(docs), "chunks": len(chunks),
+        "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": fusion,
+        "dense": dense.describe(),
+        "corpus": m["corpus"],
+    }
 
 
 def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | None:
@@ -253,7 +279,6 @@ def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | No
     Up to date means: it opens, and its corpus files are exactly the readable files under `paths`
     with the same checksums.
     """
-    from .corpus import iter_corpus_files
     from .errors import QAError
 
     try:
@@ -261,7 +286,7 @@ def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | No
     except QAError as exc:
         return str(exc)
     recorded = {f["path"]: f["sha256"] for f in manifest.get("corpus", {}).get("files", [])}
-    current = {str(p): store.sha256_file(p) for p in iter_corpus_files([Path(p) for p in paths])}
+    current = {f["path"]: f["sha256"] for f in _corpus_files(paths)}
     if recorded != current:
         changed = sorted(set(recorded) ^ set(current) | {p for p in current if recorded.get(p) not in (None, current[p])})
         return f"the corpus changed since the index was built ({', '.join(changed[:5])})"
@@ -289,9 +314,12 @@ def _chunk_record(c: Chunk) -> dict:
     return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "ordinal": c.ordinal, "start": c.start, "end": c.end, "text": c.text}
 
 
-def _corpus_files(articles: list[Article]) -> list[dict]:
-    sources = sorted({a.source for a in articles})
-    return [{"path": s, "sha256": store.sha256_file(Path(s)), "bytes": Path(s).stat().st_size} for s in sources]
+def _corpus_files(paths: Iterable[str | Path]) -> list[dict]:
+    # Every corpus file under the paths, also one a --skip-bad build skipped: the index is up to
+    # date (stale_reason) while those files stay as they were. A name that is not UTF-8 cannot be
+    # recorded (nor read, see corpus.py).
+    return [{"path": str(p), "sha256": store.sha256_file(p), "bytes": p.stat().st_size}
+            for p in iter_corpus_files(paths) if is_unicode(str(p))]
 
 
 def write_generation(index_dir: Path, *, chunks: Iterable[dict], docs: Iterable[dict], vectors: np.ndarray,

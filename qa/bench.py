@@ -110,10 +110,6 @@ def _timed(fn, items, warmup: int = 3) -> tuple[dict, list]:
     return _pct(times), out
 
 
-def _dir_mb(folder: Path, names) -> float:
-    return round(sum((folder / n).stat().st_size for n in names) / 1e6, 1)
-
-
 def _read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -336,8 +332,6 @@ def phase_build(n: int, folder: Path, quick: bool) -> dict:
     files = json.loads((generation / "manifest.json").read_text(encoding="utf-8"))["files"]
     out["files_mb"] = {name: round(meta["bytes"] / 1e6, 1) for name, meta in files.items()}
     out["bm25_disk_mb"] = round(sum(v for k, v in out["files_mb"].items() if k.startswith("bm25")), 1)
-    for kind in kinds:
-        kinds[kind]["disk_mb"] = out["files_mb"]["dense.faiss"] if kind == served.kind else None
     out["build_peak_rss_mb"] = round(_rss_mb()[1])
     return out
 
@@ -416,6 +410,7 @@ def phase_rank(n: int, folder: Path, quick: bool) -> dict:
     """rank_bm25 get_scores vs BM25Index.top_k on the same queries, in one process."""
     from rank_bm25 import BM25Okapi
 
+    from . import store
     from .lexical import Analyzer, BM25Index
 
     analyzer = Analyzer()
@@ -431,7 +426,7 @@ def phase_rank(n: int, folder: Path, quick: bool) -> dict:
     out = {"n": n, "rank_bm25_build_s": round(time.perf_counter() - t, 1)}
     del docs
     out["rank_bm25_rss_mb"] = round(_rss_mb()[0] - rss0)
-    ours = BM25Index.load(folder / "index" / (folder / "index" / "CURRENT").read_text().strip())
+    ours = BM25Index.load(store.current_generation(folder / "index"))
     ours_lat, ours_top = _timed(lambda q: ours.top_k(q, 10), queries[:200], warmup=5)
     rank_times, ours_times, identical, max_diff = [], [], 0, 0.0
     for q, top in zip(queries[:n_rank], ours_top):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -146,9 +145,9 @@ def _read_questions(args: list[str]) -> list[str]:
 
 
 def _info(args) -> int:
-    from .api import QA
+    from .api import describe_index
 
-    info = QA.load(args.index).info()
+    info = describe_index(args.index)
     if args.json:
         print(to_json(info, indent=2))
     else:

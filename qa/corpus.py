@@ -75,7 +75,7 @@ def read_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> list[
         CorpusError: If a path is missing, a file or line is bad (unless ``skip_bad``), ids repeat
             (unless ``skip_bad``), or no article is found at all.
     """
-    paths = _as_list(paths)
+    paths = as_list(paths)
     entries = _entries(paths)
     where = ", ".join(str(p) for p in paths) or "(no paths given)"
     if not entries:
@@ -99,7 +99,7 @@ def _entries(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     """``(path, doc_id)`` for every corpus file, each file once."""
     entries: list[tuple[Path, str]] = []
     seen: set[Path] = set()
-    for arg in _as_list(paths):
+    for arg in as_list(paths):
         root = Path(arg)
         if root.is_dir():
             found = sorted(_walk(root), key=lambda item: item[1])
@@ -118,7 +118,7 @@ def _entries(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     return entries
 
 
-def _as_list(paths: Iterable[str | Path]) -> list[str | Path]:
+def as_list(paths: Iterable[str | Path]) -> list[str | Path]:
     # A lone string would otherwise be iterated character by character.
     return [paths] if isinstance(paths, (str, Path)) else list(paths)
 
@@ -158,7 +158,7 @@ def _inside(link: Path, real_root: Path) -> bool:
 
 def _read_file(path: Path, doc_id: str, skip_bad: bool) -> list[Article]:
     try:
-        if not _is_unicode(str(path)):
+        if not is_unicode(str(path)):
             # Undecodable bytes in a name come back from the OS as lone surrogates, which no
             # UTF-8 index file can store.
             raise CorpusError(f"{path}: file name is not valid UTF-8; rename the file{_SKIP_HINT}")
@@ -224,7 +224,7 @@ def _jsonl_article(path: Path, number: int, line: str) -> Article:
         raise CorpusError(f"{where}: missing or empty 'text'{_SKIP_HINT}")
     for key in ("id", "text", "title", "date", "url", "source", "lang"):
         # JSON may escape half a surrogate pair ("\ud800"): not text, and not writable as UTF-8.
-        if isinstance(record.get(key), str) and not _is_unicode(record[key]):
+        if isinstance(record.get(key), str) and not is_unicode(record[key]):
             raise CorpusError(f"{where}: '{key}' contains a lone surrogate escape (\\udxxx), which is not valid "
                               f"Unicode text{_SKIP_HINT}")
     fields = {key: _optional(record, key, where) for key in ("title", "date", "url", "source", "lang")}
@@ -239,7 +239,7 @@ def _jsonl_article(path: Path, number: int, line: str) -> Article:
                    url=fields["url"], publisher=fields["source"], lang=fields["lang"])
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
     """Whether text is encodable as UTF-8, i.e. holds no lone surrogate."""
     try:
         text.encode("utf-8")

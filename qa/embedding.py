@@ -14,7 +14,6 @@ from .bundled_model import DEFAULT_MODEL, PROMPTS, bundled_model_path
 from .errors import ModelError
 
 # e5 models were trained with these prefixes; without them cross-lingual retrieval degrades badly.
-E5_PROMPTS = PROMPTS
 # sentence-transformers sorts a call's texts by length before batching, so a batch pads only to
 # its own longest text; 16 rather than 32 wastes less on padding for sets of a few hundred
 # passages and measured ~20% faster (BENCHMARKS.md).
@@ -102,9 +101,6 @@ class SentenceEmbedder:
     @property
     def dim(self) -> int:
         return self.identity.dim
-
-    def max_tokens(self) -> int:
-        return int(self._model.max_seq_length or 512)
 
     def encode_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.prompts.get("passage", ""), progress)
@@ -196,8 +192,8 @@ def _prompts_for(name: str, configured: dict | None) -> dict:
     configured = configured or {}
     if "query" in configured or "passage" in configured:
         return {"query": configured.get("query", ""), "passage": configured.get("passage", "")}
-    if re.search(r"(^|[/_-])e5([/_-]|$)", os.path.basename(name.rstrip("/")).lower()) or name == DEFAULT_MODEL:
-        return dict(E5_PROMPTS)
+    if re.search(r"(^|[/_-])e5([/_-]|$)", os.path.basename(name.rstrip("/")).lower()):
+        return dict(PROMPTS)
     return {"query": "", "passage": ""}
 
 
@@ -214,9 +210,6 @@ class HashEmbedder:
     @property
     def dim(self) -> int:
         return self.identity.dim
-
-    def max_tokens(self) -> int:
-        return 512
 
     def encode_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
         return self._encode(texts)
@@ -235,13 +228,12 @@ class HashEmbedder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def load_embedder(model: str | None = None, *, precision: str | None = None):
+def load_embedder(model: str | None = None):
     """Return the embedder for a model name (`hash-N` gives the fake, for tests).
 
     Args:
         model: as for SentenceEmbedder.
-        precision: as for SentenceEmbedder ("auto", "fp32" or "bf16"); the fake ignores it.
     """
     if model and (m := re.fullmatch(r"hash-(\d+)", model)):
         return HashEmbedder(int(m.group(1)))
-    return SentenceEmbedder(model, precision=precision)
+    return SentenceEmbedder(model)

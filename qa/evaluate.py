@@ -20,6 +20,7 @@ import random
 import sys
 import tempfile
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,6 @@ class Question:
     lang: str
     gold: tuple[str, ...]
     answer: str | None = None
-    query_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ def load_dataset(folder: str | Path, *, limit: int | None = None) -> Dataset:
         if not isinstance(lang, str) or not lang:
             from .language import detect_language
             lang = detect_language(r["question"])
-        questions.append(Question(str(r["id"]), r["question"], lang, gold, answer and answer.strip(), r.get("query_type")))
+        # Stripped as QA.search strips it, so the vectors embedded up front are the ones searched.
+        questions.append(Question(str(r["id"]), r["question"].strip(), lang, gold, answer and answer.strip()))
     return Dataset(folder.name or str(folder), folder, passages, tuple(questions), total)
 
 
@@ -198,17 +199,12 @@ class CachingEmbedder:
     def __init__(self, inner):
         self.inner = inner
         self.identity = inner.identity
-        self.prompts = getattr(inner, "prompts", {})
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.embedded = {"passage": 0, "query": 0}
-        self.seconds = 0.0
 
     @property
     def dim(self) -> int:
         return self.inner.dim
-
-    def max_tokens(self) -> int:
-        return self.inner.max_tokens()
 
     def encode_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
         return self._encode("passage", texts, progress)
@@ -219,7 +215,6 @@ class CachingEmbedder:
     def _encode(self, kind: str, texts: list[str], progress: bool) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if (kind, t) not in self._cache]
         if missing:
-            start = time.perf_counter()
             if kind == "passage":
                 vectors = self.inner.encode_passages(missing, progress=progress)
             else:
@@ -227,7 +222,6 @@ class CachingEmbedder:
                 vectors = np.concatenate([self.inner.encode_queries(b) for b in _bar(batches, "embedding questions", progress)])
             self._cache.update(((kind, t), v) for t, v in zip(missing, vectors))
             self.embedded[kind] += len(missing)
-            self.seconds += time.perf_counter() - start
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self._cache[(kind, t)] for t in texts])
@@ -337,14 +331,26 @@ def rank_passages(qa, question: str, *, mode: str, fusion: Fusion, n: int = max(
     if mode == "hybrid":
         k = min(k, fusion.depth)  # search() widens depth to k, which would change the setting under test
     hits = qa.search(question, k=k, mode=mode, depth=fusion.depth, rrf_k=fusion.rrf_k, weights=fusion.weights)
+    passage_ids = _passage_ids(qa)
     ranked: list[str] = []
     for hit in hits:
-        doc_id = qa.chunks[hit.row]["doc_id"]
+        doc_id = passage_ids[hit.row]
         if doc_id not in ranked:
             ranked.append(doc_id)
             if len(ranked) == n:
                 break
     return ranked
+
+
+_PASSAGE_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _passage_ids(qa) -> list[str]:
+    """Row -> doc_id of a loaded index, read once: chunk records are parsed on demand, and
+    evaluation looks up every hit of every question under every setting."""
+    if qa not in _PASSAGE_IDS:
+        _PASSAGE_IDS[qa] = [c["doc_id"] for c in qa.chunks]
+    return _PASSAGE_IDS[qa]
 
 
 def metric_names(ks: Sequence[int] = METRIC_KS) -> list[str]:

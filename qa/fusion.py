@@ -28,16 +28,20 @@ class Hit:
         return "both" if len(legs) == len(LEGS) else (legs[0] if legs else "none")
 
 
-def rrf(legs: dict[str, list[tuple[int, float]]], *, k: int = RRF_K, weights: dict | None = None) -> list[Hit]:
+def rrf(legs: dict[str, list[tuple[int, float]]], *, k: int = RRF_K, weights: dict | None = None,
+        limit: int | None = None) -> list[Hit]:
     """Fuse ranked lists with weighted reciprocal rank fusion: sum of w_leg / (k + rank).
 
     Args:
         legs: leg name -> list of (row, leg score), best first.
         k: the RRF constant (ranks start at 1).
         weights: optional leg name -> weight (default 1.0 each).
+        limit: return only the best `limit` hits.
 
     Returns:
-        Every row found by any leg, best fused score first; ties go to the lower row.
+        Every row found by any leg (up to `limit`), best fused score first; ties go to the lower
+        row. Each hit's ranks and leg_scores name every leg of LEGS and of `legs` (None where
+        that leg did not find the row or was not run).
     """
     if k < 0:
         raise ValueError(f"rrf k must be >= 0, got {k}")
@@ -51,8 +55,8 @@ def rrf(legs: dict[str, list[tuple[int, float]]], *, k: int = RRF_K, weights: di
             fused[row] = fused.get(row, 0.0) + w / (k + rank)
             ranks.setdefault(row, {})[leg] = rank
             scores.setdefault(row, {})[leg] = score
-    names = list(legs)
+    names = list(dict.fromkeys([*LEGS, *legs]))
     return [
         Hit(row, fused[row], {leg: ranks[row].get(leg) for leg in names}, {leg: scores[row].get(leg) for leg in names})
-        for row in sorted(fused, key=lambda r: (-fused[r], r))
+        for row in sorted(fused, key=lambda r: (-fused[r], r))[:limit]
     ]

@@ -17,7 +17,7 @@ import scipy.sparse
 import Stemmer
 
 from .errors import IndexCorruptError, IndexFormatError
-from .language import LANGUAGES, detect_language
+from .language import LANGUAGES, detect_language, fold_diacritics
 
 __all__ = ["VERSION", "IDF_FLOOR", "Analyzer", "BM25Index"]
 
@@ -63,9 +63,6 @@ _TOKEN = re.compile(
 # Invisible characters that sit *inside* words in scraped news (soft hyphens, joiners, BOM);
 # deleting them keeps "bevrij\u00addingen" one word. Zero-width space stays a separator.
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200c\u200d\u2060\ufeff"), None)
-# The blocks of combining diacritics NFKD splits off Latin letters; a regex over them is
-# much faster than testing every character with unicodedata.combining().
-_DIACRITICS = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 # PyStemmer objects are not thread-safe, so each thread keeps its own.
 _local = threading.local()
@@ -130,7 +127,7 @@ class Analyzer:
             lang = detect_language(text)
         text = text.translate(_INVISIBLE).casefold()
         if self.fold_diacritics:
-            text = _DIACRITICS.sub("", unicodedata.normalize("NFKD", text))
+            text = fold_diacritics(text)
         else:
             text = unicodedata.normalize("NFKC", text)
         stop = _STOPWORDS[lang] if self.stopwords else frozenset()

@@ -248,8 +248,4 @@ def read_live(index_dir: Path, read: Callable[[Path, dict], T], *, verify: bool 
 
 def open_index(index_dir: Path, *, verify: bool = True) -> tuple[Path, dict]:
     """Resolve the live generation, read its manifest and (by default) verify its files."""
-    folder = current_generation(index_dir)
-    manifest = read_manifest(folder)
-    if verify:
-        verify_files(folder, manifest)
-    return folder, manifest
+    return read_live(index_dir, lambda folder, manifest: (folder, manifest), verify=verify)

@@ -36,6 +36,9 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from qa.api import MAX_QUESTION_CHARS  # noqa: E402
+from qa.corpus import is_unicode  # noqa: E402
+
 # Dutch and English questions about the seed article and general news, plus a few odd ones.
 BASE_QUESTIONS = [
     "Hoeveel vierkante kilometer is in minder dan een week bevrijd?",
@@ -56,7 +59,7 @@ BASE_QUESTIONS = [
     "Wat gebeurde er met \ud800 dit teken?",
 ]
 # The UI refuses these with a message; they must not count as errors.
-REFUSED = ["", "   ", "x" * 2500]
+REFUSED = ["", "   ", "x" * (MAX_QUESTION_CHARS + 500)]
 
 
 def questions(n: int, seed: int, *, utf8_only: bool = False) -> list[str]:
@@ -66,7 +69,7 @@ def questions(n: int, seed: int, *, utf8_only: bool = False) -> list[str]:
     phases leave those out (utf8_only) and `raw_http_check` sends them as JSON escapes instead.
     """
     rng = random.Random(seed)
-    pool = [q for q in BASE_QUESTIONS if not utf8_only or _utf8(q)]
+    pool = [q for q in BASE_QUESTIONS if not utf8_only or is_unicode(q)]
     out = []
     for i in range(n):
         q = rng.choice(pool)
@@ -76,14 +79,6 @@ def questions(n: int, seed: int, *, utf8_only: bool = False) -> list[str]:
             q = rng.choice(REFUSED)
         out.append(q)
     return out
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass
@@ -132,6 +127,11 @@ def run_clients(name: str, workers: list, per_client: int, seed: int, *, utf8_on
 # --- Python API -----------------------------------------------------------------------------------
 
 
+def _refused(question: str) -> bool:
+    """Whether the app and the API refuse this question (empty or too long)."""
+    return not question.strip() or len(question) > MAX_QUESTION_CHARS
+
+
 def api_worker_factory(qa):
     from qa import QuestionError
 
@@ -140,7 +140,7 @@ def api_worker_factory(qa):
             try:
                 answer = qa.ask(q)
             except QuestionError:
-                return None if q in REFUSED or not q.strip() or len(q) > 2000 else "QuestionError for a valid question"
+                return None if _refused(q) else "QuestionError for a valid question"
             if not answer.citations:
                 return "no citations"
             return None
@@ -204,7 +204,7 @@ def app_worker_factory(url: str):
                 return f"empty reply {reply!r}"
             if error_marker in reply:
                 return f"error message: {reply[:200]}"
-            if q.strip() and len(q) <= 2000 and "nqa-passage" not in reply:
+            if not _refused(q) and "nqa-passage" not in reply:
                 return f"no passages: {reply[:200]}"
             return None
         return ask
@@ -215,7 +215,7 @@ def raw_http_check(url: str) -> list[str]:
     """Questions gradio_client cannot send (lone surrogates), posted as JSON escapes to /ask."""
     errors = []
     base = url.rstrip("/") + "/gradio_api/call/ask"
-    for q in (q for q in BASE_QUESTIONS if not _utf8(q)):
+    for q in (q for q in BASE_QUESTIONS if not is_unicode(q)):
         try:
             request = urllib.request.Request(base, data=json.dumps({"data": [q]}).encode("ascii"),
                                              headers={"Content-Type": "application/json"})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,12 @@ NEWS = {
 @pytest.fixture
 def news_dir(tmp_path) -> Path:
     """A small corpus of six Dutch news texts."""
-    folder = tmp_path / "news"
-    folder.mkdir()
+    return write_news(tmp_path / "news")
+
+
+def write_news(folder: Path) -> Path:
+    """Write the six NEWS texts into folder (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name, text in NEWS.items():
         (folder / name).write_text(text, encoding="utf-8")
     return folder
@@ -73,6 +78,21 @@ def hash_qa(news_dir, tmp_path):
     return QA.build([news_dir], tmp_path / "index", model="hash-64")
 
 
-def copy_index(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(qa):
+    """The chat app on a free local port; yields its URL."""
+    import app  # a script at the project root, on sys.path by pytest's pythonpath setting
+
+    port = free_port()
+    demo = app.build_app(qa)
+    app.launch_app(demo, port=port, block=False, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

@@ -5,21 +5,17 @@ from __future__ import annotations
 import html
 import logging
 import re
-import socket
-import sys
 import urllib.request
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("gradio")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # app.py is a script at the project root, not part of the package
-
 import app  # noqa: E402
 from qa import QA, Answer, Citation, Highlight, QAError  # noqa: E402
 from qa.api import MAX_QUESTION_CHARS  # noqa: E402
+
+from conftest import serve  # noqa: E402
 
 HOSTILE = ('date 2023-04 <img src="http://example.com/t.png"> Nieuwe fietsenstalling in Utrecht geopend. '
            'De gemeente Utrecht opende bij het station een stalling voor 12.500 fietsen. '
@@ -66,12 +62,6 @@ def assert_inert(markup: str) -> None:
 
 def marks(markup: str) -> list[str]:
     return [html.unescape(m) for m in re.findall(r"<mark>(.*?)</mark>", markup)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeQA:
@@ -241,11 +231,7 @@ def test_examples_in_the_ui_are_answered(seed_qa):
 def test_served_app_answers_through_gradio_client(seed_qa):
     from gradio_client import Client
 
-    port = free_port()
-    demo = app.build_app(seed_qa)
-    app.launch_app(demo, port=port, block=False, quiet=True)
-    try:
-        url = f"http://127.0.0.1:{port}/"
+    with serve(seed_qa) as url:
         with urllib.request.urlopen(url) as response:
             assert "default-src 'self'" in response.headers["Content-Security-Policy"]
         client = Client(url, verbose=False)
@@ -260,5 +246,3 @@ def test_served_app_answers_through_gradio_client(seed_qa):
         refused = client.predict("x" * (MAX_QUESTION_CHARS + 1), api_name="/ask")
         assert "too long" in refused and "<mark>" not in refused
         client.close()
-    finally:
-        demo.close()

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,10 +13,7 @@ pytestmark = pytest.mark.browser
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # app.py is a script at the project root, not part of the package
-
-import app  # noqa: E402
+from conftest import ROOT, serve  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,24 +30,6 @@ def chromium() -> str:
             pytest.fail(f"{CHROMIUM} is missing and NIEUWS_QA_REQUIRE_BROWSER=1; install Debian's chromium package")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(qa):
-    """The app on a free local port; yields its URL."""
-    port = free_port()
-    demo = app.build_app(qa)
-    app.launch_app(demo, port=port, block=False, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
 
 
 class Browser:

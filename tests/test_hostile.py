@@ -29,7 +29,7 @@ from qa.corpus import CorpusWarning, read_corpus
 from qa.language import detect_language
 from qa.lexical import Analyzer
 
-from conftest import NEWS, ROOT
+from conftest import ROOT, write_news
 
 settings.register_profile("ci", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -95,9 +95,7 @@ HOSTILE_IDS = {"terminal": "id-\x1b[31m-rood", "bidi": "id-\u202e-omgekeerd"}
 
 
 def _hostile_corpus(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in NEWS.items():
-        (folder / name).write_text(text, encoding="utf-8")
+    write_news(folder)
     with open(folder / "hostile.jsonl", "w", encoding="utf-8") as f:
         for key, text in HOSTILE_ARTICLES.items():
             record = {"id": HOSTILE_IDS.get(key, key), "text": text}
@@ -116,10 +114,7 @@ def hostile_qa(tmp_path_factory) -> QA:
 
 @pytest.fixture(scope="module")
 def app_module():
-    # app.py lives next to the package, not in it; import it the way `python app.py` would see it.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import app
+    import app  # the project root is on sys.path (pyproject: pytest pythonpath)
 
     return app
 

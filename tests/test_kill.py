@@ -29,7 +29,7 @@ from qa import QA
 from qa.embedding import HashEmbedder
 from qa.store import CURRENT, current_generation
 
-from conftest import NEWS, ROOT
+from conftest import ROOT, write_news
 
 SEED = 20240229
 KILLS = 20
@@ -254,9 +254,7 @@ def small_corpora(tmp_path_factory):
     root = tmp_path_factory.mktemp("kill-corpora")
     old, new = root / "old", root / "new"
     for folder, extra in ((old, 0), (new, 3)):
-        folder.mkdir()
-        for name, text in NEWS.items():
-            (folder / name).write_text(text, encoding="utf-8")
+        write_news(folder)
         (folder / "needle.jsonl").write_text(json.dumps({"id": NEEDLE_ID, "text": NEEDLE}) + "\n", encoding="utf-8")
         for i in range(extra):
             (folder / f"extra-{i}.txt").write_text(f"De gemeente Zwolle opende fietspad {i}. Het was druk.",
