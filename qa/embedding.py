@@ -1,4 +1,4 @@
-"""Sentence embedders: the real sentence-transformers model, and a hashing fake for unit tests."""
+"""Sentence embedders: the `Embedder` protocol, the real sentence-transformers model, and a hashing fake for unit tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,6 +43,25 @@ class ModelIdentity:
         return {"name": self.name, "dim": self.dim, "prompts": dict(self.prompts), **extra}
 
 
+@runtime_checkable
+class Embedder(Protocol):
+    """What indexing and answering need from an embedder: the real model, the bf16 path of it,
+    the hashing fake and the evaluation's caching wrapper all satisfy it.
+
+    Vectors are L2-normalised float32 rows, one per text; `identity` is what an index records
+    and is checked against when it is opened.
+    """
+
+    identity: ModelIdentity
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray: ...
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray: ...
+
+
 class SentenceEmbedder:
     """A sentence-transformers model with query/passage prompts; L2-normalised float32 output.
 
@@ -55,14 +75,19 @@ class SentenceEmbedder:
         threads: torch threads for bulk encodes of BULK_MIN_TEXTS or more texts (default:
             $NIEUWS_QA_THREADS, else the cores this process may use); smaller encodes, such as
             a query, use INTERACTIVE_THREADS.
+        batch_size: texts per forward pass (default BATCH_SIZE).
 
     Raises:
         ValueError: precision or threads is not an allowed value.
         ModelError: the model cannot be loaded.
     """
 
-    def __init__(self, model: str | None = None, *, precision: str | None = None, threads: int | None = None):
+    def __init__(self, model: str | None = None, *, precision: str | None = None, threads: int | None = None,
+                 batch_size: int = BATCH_SIZE):
         self.name = model or DEFAULT_MODEL
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
         precision = precision or os.environ.get("NIEUWS_QA_PRECISION") or "auto"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -102,6 +127,11 @@ class SentenceEmbedder:
     def dim(self) -> int:
         return self.identity.dim
 
+    @property
+    def model(self):
+        """The wrapped `sentence_transformers.SentenceTransformer` (for experiments on the model itself)."""
+        return self._model
+
     def encode_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.prompts.get("passage", ""), progress)
 
@@ -119,7 +149,7 @@ class SentenceEmbedder:
         with self._lock:
             torch.set_num_threads(self.threads if len(texts) >= BULK_MIN_TEXTS else INTERACTIVE_THREADS)
             vectors = self._model.encode(
-                list(texts), prompt=prompt, batch_size=BATCH_SIZE, normalize_embeddings=True,
+                list(texts), prompt=prompt, batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=progress,
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
@@ -228,7 +258,7 @@ class HashEmbedder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def load_embedder(model: str | None = None):
+def load_embedder(model: str | None = None) -> Embedder:
     """Return the embedder for a model name (`hash-N` gives the fake, for tests).
 
     Args:

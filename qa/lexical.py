@@ -242,6 +242,16 @@ class BM25Index:
     def __len__(self) -> int:
         return self._n_docs
 
+    @property
+    def vocabulary_size(self) -> int:
+        """The number of distinct terms (columns)."""
+        return len(self._terms)
+
+    @property
+    def postings(self) -> int:
+        """The number of stored (term, document) weights."""
+        return int(self._data.size)
+
     def __repr__(self) -> str:
         return (f"BM25Index(docs={self._n_docs}, terms={len(self._terms)}, "
                 f"k1={self._params['k1']}, b={self._params['b']})")
