@@ -26,8 +26,8 @@ import time  # noqa: E402
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from qa import QA, ModelMismatchError, QAError, QuestionError  # noqa: E402
-from qa.api import MAX_QUESTION_CHARS, stale_reason  # noqa: E402
+from qa import QA, QAError, QuestionError  # noqa: E402
+from qa.api import MAX_QUESTION_CHARS  # noqa: E402
 
 log = logging.getLogger("nieuws-qa.app")
 
@@ -274,19 +274,17 @@ def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, bl
 
 
 def load_or_build(index: str, corpus: str, model: str | None) -> QA:
-    """Open the index, building it first (with progress on the console) if missing or stale."""
-    reason = stale_reason(index, [corpus])
-    if reason is None:
-        try:
-            return QA.load(index, model=model)
-        except ModelMismatchError as exc:
-            reason = str(exc)
-    print(f"Building the index in {index}/ from {corpus}/ first (reason: {reason})", flush=True)
-    start = time.perf_counter()
-    qa = QA.build([corpus], index, model, progress=True)
-    info = qa.info()
-    print(f"Indexed {info['documents']} document(s) as {info['chunks']} chunks in {time.perf_counter() - start:.1f} s",
-          flush=True)
+    """Open the index, building it first (with progress on the console) if it does not fit the corpus."""
+    started = []
+
+    def announce(reason: str) -> None:
+        print(f"Building the index in {index}/ from {corpus}/ first (reason: {reason})", flush=True)
+        started.append(time.perf_counter())
+
+    qa = QA.open_or_build([corpus], index, model, progress=True, on_build=announce)
+    if started:
+        print(f"Indexed {len(qa.docs)} document(s) as {len(qa.chunks)} chunks in {time.perf_counter() - started[0]:.1f} s",
+              flush=True)
     return qa
 
 

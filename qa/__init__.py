@@ -14,7 +14,8 @@ from .errors import (CorpusError, IndexCorruptError, IndexFormatError, IndexMiss
 
 # The heavy parts (numpy, faiss, torch) load on first use, so `qa --help` and the error classes
 # stay instant.
-_LAZY = {"QA": "api", "check_question": "api", "Answer": "answer", "Citation": "answer", "Highlight": "answer", "Hit": "fusion"}
+_LAZY = {"QA": "api", "check_question": "query", "Query": "query", "Answer": "answer", "Citation": "answer",
+         "Highlight": "answer", "Hit": "fusion", "SearchSettings": "fusion", "Chunk": "chunking", "Document": "corpus"}
 
 __all__ = [*_LAZY, "QAError", "CorpusError", "QuestionError", "ModelError", "IndexMissingError", "IndexCorruptError",
            "IndexFormatError", "IndexWriteError", "ModelMismatchError"]

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from .chunking import split_sentences
+from .chunking import Chunk, split_sentences
+from .corpus import Document
+from .embedding import Embedder
+from .fusion import Hit
+from .lexical import Analyzer
+from .query import Query
 
-# A passage answers the question only if its best sentence is this similar to the question
-# (cosine of the e5 query and passage embeddings). Calibrated (`qa eval data/xquad_nl --calibrate
-# data/ntrex_nl data/tatoeba_nld_eng`, see EVALUATION.md) on 2,380 xquad_nl questions: against
-# their own passages (answerable, median best cosine 0.861) and against ntrex_nl + tatoeba
-# passages (unanswerable, median 0.803). 0.835 maximises balanced accuracy (0.854: 79% of
-# answerable questions found, 92% of unanswerable ones refused). e5 cosines are compressed into
-# roughly 0.75-0.95 and English questions over Dutch text score ~0.04 lower than Dutch ones, so
-# one threshold is a compromise: it finds 96% of answerable Dutch but only 61% of English questions.
-# `ask` therefore uses the per-language thresholds below; this one is the fallback.
-NO_ANSWER_COSINE = 0.835
-# English questions over Dutch passages score lower cosines than Dutch ones (median best-sentence
-# cosine 0.842 vs 0.883 for answerable questions), so one threshold refused 39% of answerable
-# English questions. Per question language (same calibration data; EVALUATION.md) the balanced
-# accuracy goes from 0.905 to 0.921 for Dutch and from 0.804 to 0.892 for English.
+# A passage answers the question only if its best sentence is at least this similar to the
+# question (cosine of the e5 query and passage embeddings), per question language: English
+# questions over Dutch passages score lower cosines than Dutch ones (median best-sentence cosine
+# 0.842 vs 0.883 for answerable questions), so one threshold for both refused 39% of answerable
+# English questions. Calibrated with `qa eval data/xquad_nl --calibrate data/ntrex_nl
+# data/tatoeba_nld_eng` on 2,380 xquad_nl questions against their own passages (answerable) and
+# against ntrex_nl + tatoeba passages (unanswerable): balanced accuracy 0.921 for Dutch and 0.892
+# for English questions (EVALUATION.md). detect_language only returns these two languages.
 NO_ANSWER_COSINE_BY_LANGUAGE = {"nl": 0.845, "en": 0.811}
 # Added to the cosine per fraction of query terms a sentence contains: breaks near-ties towards
 # the sentence that names the asked-for entity or number.
 LEXICAL_BONUS = 0.05
+# Sentence vectors kept for highlights (~1.5 KB each at 384-d).
+SENTENCE_CACHE_SIZE = 20_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,14 @@ class Citation:
     highlight: Highlight
     ranks: dict = field(default_factory=dict)
     found_by: str = "both"
+
+    @classmethod
+    def of(cls, n: int, hit: Hit, chunk: Chunk, doc: Document | None, highlight: Highlight) -> Citation:
+        """The n-th citation: a search hit on a chunk of a document."""
+        doc = doc or Document(chunk.doc_id)
+        return cls(n=n, doc_id=chunk.doc_id, title=doc.title, date=doc.date, source=doc.source,
+                   chunk_id=chunk.chunk_id, text=chunk.text, start=chunk.start, end=chunk.end,
+                   score=round(hit.score, 6), highlight=highlight, ranks=dict(hit.ranks), found_by=hit.found_by)
 
     def to_dict(self) -> dict:
         return {
@@ -116,3 +128,71 @@ def best_sentence(
     best = int(np.argmax(cosines + LEXICAL_BONUS * overlap))
     start, end = spans[best]
     return Highlight(passage[start:end], start, end, float(cosines[best]))
+
+
+def answers_question(citations: Sequence[Citation], language: str) -> bool:
+    """The no-answer rule: some citation's highlighted sentence is similar enough to the question."""
+    threshold = NO_ANSWER_COSINE_BY_LANGUAGE[language]
+    return any(c.highlight.score >= threshold for c in citations)
+
+
+def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: Mapping[str, Document], *,
+             analyzer: Analyzer, sentence_vectors: SentenceVectors) -> Answer:
+    """Turn search hits into the answer: one citation per hit with its answering sentence
+    highlighted, and whether the corpus answers the question at all.
+
+    Args:
+        query: the prepared question, with its terms and vector.
+        hits: the search results, best first.
+        chunks: the chunk table (row -> Chunk); docs: doc_id -> Document.
+        analyzer: analyses sentences as the question was analysed.
+        sentence_vectors: embeds (and caches) the candidate sentences.
+    """
+    cited = [chunks[hit.row] for hit in hits]
+    spans = [sentence_spans(c.text) for c in cited]
+    sentences = [[c.text[a:b] for a, b in sp] for c, sp in zip(cited, spans)]
+    # One encode for the sentences of all cited passages: batching beats one call per passage.
+    vectors = sentence_vectors([s for group in sentences for s in group])
+    bounds = np.cumsum([0] + [len(group) for group in sentences])
+    query_terms = set(query.terms)
+    citations = []
+    for i, (hit, chunk) in enumerate(zip(hits, cited)):
+        highlight = best_sentence(chunk.text, spans[i], vectors[bounds[i]:bounds[i + 1]], query.vector, query_terms,
+                                  [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]])
+        citations.append(Citation.of(i + 1, hit, chunk, docs.get(chunk.doc_id), highlight))
+    return Answer(query.text, query.language, answers_question(citations, query.language), tuple(citations))
+
+
+class SentenceVectors:
+    """Passage-side embeddings of sentences, for highlights, with a bounded LRU cache: popular
+    passages come back, and their sentences need not be embedded again. Thread-safe.
+
+    Args:
+        embedder: embeds the sentences as passages.
+        size: how many sentence vectors to keep.
+    """
+
+    def __init__(self, embedder: Embedder, size: int = SENTENCE_CACHE_SIZE):
+        self.embedder, self.size = embedder, size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __call__(self, sentences: list[str]) -> np.ndarray:
+        """One vector per sentence, in order (a (0, dim) array for none)."""
+        with self._lock:
+            found = {s: self._cache[s] for s in sentences if s in self._cache}
+            for s in found:
+                self._cache.move_to_end(s)
+        missing = [s for s in dict.fromkeys(sentences) if s not in found]
+        if missing:
+            found.update(zip(missing, self.embedder.encode_passages(missing)))
+            with self._lock:
+                self._cache.update((s, found[s]) for s in missing)
+                while len(self._cache) > self.size:
+                    self._cache.popitem(last=False)
+        if not sentences:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        return np.stack([found[s] for s in sentences])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
 # Lower-cased, with their final period. Dotted letter runs ("o.a.", "J.P.") are also caught by
 # _INITIALS, but they are listed so the list documents what we protect.
@@ -36,7 +37,13 @@ _HARD_SPLIT_FACTOR = 3
 
 @dataclass(frozen=True)
 class Chunk:
-    """A span of one article's text: ``article.text[start:end] == text``."""
+    """A span of one article's text: ``article.text[start:end] == text``.
+
+    The one shape of a chunk from the chunker to the index's chunk table to a citation; `lang`
+    (the language its words are analysed in) is set when it is indexed.
+    """
+
+    REQUIRED: ClassVar[dict] = {"chunk_id": str, "doc_id": str, "ordinal": int, "start": int, "end": int, "text": str}
 
     chunk_id: str
     doc_id: str
@@ -44,6 +51,7 @@ class Chunk:
     start: int
     end: int
     text: str
+    lang: str | None = None
 
 
 @dataclass(frozen=True)

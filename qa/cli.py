@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from .corpus import CorpusWarning
-from .errors import IndexMissingError, QAError, QuestionError
+from .errors import QAError, QuestionError
 
 DEFAULT_CORPUS = "seeds"
 DEFAULT_INDEX = "index"
@@ -17,7 +17,12 @@ DEFAULT_INDEX = "index"
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # `qa eval` parses its own arguments (qa/eval/cli.py): the evaluation tooling is imported
+    # only when it runs, never by the other commands.
+    args, rest = parser.parse_known_args(argv)
+    if rest and getattr(args, "command", None) != "eval":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -74,9 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(run=_info)
 
-    e = sub.add_parser("eval", help="evaluate retrieval and answers on question sets (needs the [eval] extra)")
-    from .evaluate import add_arguments as _eval_arguments
-    _eval_arguments(e)
+    e = sub.add_parser("eval", add_help=False, help="evaluate retrieval and answers on question sets "
+                                                    "(needs the [eval] extra; qa eval --help for its options)")
     e.set_defaults(run=_eval)
     return p
 
@@ -102,13 +106,13 @@ def _ask(args) -> int:
         check_question(questions[0])  # before the slow part
     if args.k < 1:
         raise QAError(f"-k must be at least 1, got {args.k}")
-    try:
+    if Path(DEFAULT_CORPUS).is_dir():
+        # An index built from another corpus is served as it is: only a missing one is built.
+        qa = QA.open_or_build([DEFAULT_CORPUS], args.index, args.model, follow=False, progress=sys.stderr.isatty(),
+                              on_build=lambda reason: print(f"no index in {args.index}/ yet; building it from "
+                                                            f"{DEFAULT_CORPUS}/ first", file=sys.stderr))
+    else:
         qa = QA.load(args.index, model=args.model)
-    except IndexMissingError:
-        if not Path(DEFAULT_CORPUS).is_dir():
-            raise
-        print(f"no index in {args.index}/ yet; building it from {DEFAULT_CORPUS}/ first", file=sys.stderr)
-        qa = QA.build([DEFAULT_CORPUS], args.index, args.model, progress=sys.stderr.isatty())
     failed = 0
     for n, question in enumerate(questions, start=1):
         try:
@@ -163,9 +167,11 @@ def _params(params: dict) -> str:
 
 
 def _eval(args) -> int:
-    from .evaluate import run
+    from .eval.cli import add_arguments, run
 
-    return run(args)
+    parser = argparse.ArgumentParser(prog="qa eval", description="Evaluate retrieval and answers on question sets.")
+    add_arguments(parser)
+    return run(parser.parse_args(args.rest))
 
 
 def format_answer(answer) -> str:

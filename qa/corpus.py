@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from .chunking import split_sentences
 from .errors import CorpusError
@@ -41,6 +43,35 @@ class Article:
     publisher: str | None = None
     lang: str | None = None
 
+    @property
+    def document(self) -> Document:
+        """What the index keeps about the article besides its chunks."""
+        return Document(self.doc_id, self.title, self.date, self.source, self.url, self.publisher, self.lang)
+
+
+@dataclass(frozen=True)
+class Document:
+    """An article's record in the index (its document table) and in citations."""
+
+    REQUIRED: ClassVar[dict] = {"doc_id": str}
+
+    doc_id: str
+    title: str = ""
+    date: str | None = None
+    source: str = ""
+    url: str | None = None
+    publisher: str | None = None
+    lang: str | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What one walk over the corpus paths found: the articles, and every corpus file with its
+    checksum (also the files a --skip-bad read skipped), as an index records them."""
+
+    articles: list[Article]
+    files: list[dict] = field(default_factory=list)   # {"path", "sha256", "bytes"}
+
 
 def iter_corpus_files(paths: Iterable[str | Path]) -> list[Path]:
     """List the corpus files under ``paths`` in a deterministic order.
@@ -58,7 +89,17 @@ def iter_corpus_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def read_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> list[Article]:
-    """Read every article under ``paths``.
+    """Read every article under ``paths`` (`scan_corpus` without the file list)."""
+    return scan_corpus(paths, skip_bad=skip_bad).articles
+
+
+def corpus_files(paths: Iterable[str | Path]) -> list[dict]:
+    """Every corpus file under ``paths`` with its sha256 and size, as `scan_corpus` records them."""
+    return [_file_record(path, None) for path, _ in _entries(paths) if is_unicode(str(path))]
+
+
+def scan_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> Corpus:
+    """Read every article under ``paths`` and checksum every file, in one walk and one read per file.
 
     Newlines are normalised to ``\\n``, a leading BOM and the ``date …`` header are removed, and
     leading whitespace is stripped; nothing else in the text is changed.
@@ -69,7 +110,9 @@ def read_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> list[
             `CorpusWarning` instead of raising.
 
     Returns:
-        The articles in file order (JSONL: line order).
+        The articles in file order (JSONL: line order), and the files: every corpus file whose
+        name is UTF-8 (a file that cannot be read is recorded too, so an index built with
+        ``skip_bad`` is up to date while it stays as it was).
 
     Raises:
         CorpusError: If a path is missing, a file or line is bad (unless ``skip_bad``), ids repeat
@@ -81,9 +124,13 @@ def read_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> list[
     if not entries:
         raise CorpusError(f"no .txt, .md or .jsonl files found under {where}")
     articles: list[Article] = []
+    files: list[dict] = []
     seen: dict[str, str] = {}
     for path, doc_id in entries:
-        for article in _read_file(path, doc_id, skip_bad):
+        data = _read_bytes(path)
+        if is_unicode(str(path)):
+            files.append(_file_record(path, data))
+        for article in _read_file(path, doc_id, data, skip_bad):
             if article.doc_id in seen:
                 _bad(f"{path}: duplicate id {article.doc_id!r} (first seen in {seen[article.doc_id]})"
                      "; give every article its own id", skip_bad)
@@ -92,7 +139,25 @@ def read_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> list[
             articles.append(article)
     if not articles:
         raise CorpusError(f"no readable article under {where}; all files were skipped (see warnings)")
-    return articles
+    return Corpus(articles, files)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is too large to read or cannot be read (reported later)."""
+    try:
+        return path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else None
+    except OSError:
+        return None
+
+
+def _file_record(path: Path, data: bytes | None) -> dict:
+    if data is None:  # not read (too large, or being checked without a read): hash it in blocks
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def _entries(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
@@ -156,13 +221,13 @@ def _inside(link: Path, real_root: Path) -> bool:
     return False
 
 
-def _read_file(path: Path, doc_id: str, skip_bad: bool) -> list[Article]:
+def _read_file(path: Path, doc_id: str, data: bytes | None, skip_bad: bool) -> list[Article]:
     try:
         if not is_unicode(str(path)):
             # Undecodable bytes in a name come back from the OS as lone surrogates, which no
             # UTF-8 index file can store.
             raise CorpusError(f"{path}: file name is not valid UTF-8; rename the file{_SKIP_HINT}")
-        content = _decode(path)
+        content = _decode(path, data)
         if path.suffix.lower() == ".jsonl":
             return list(_read_jsonl(path, content, skip_bad))
         match = _HEADER.match(content)
@@ -177,12 +242,12 @@ def _read_file(path: Path, doc_id: str, skip_bad: bool) -> list[Article]:
         return []
 
 
-def _decode(path: Path) -> str:
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise CorpusError(f"{path}: is {size:,} bytes, more than the {MAX_FILE_BYTES:,}-byte limit; "
+def _decode(path: Path, data: bytes | None) -> str:
+    if data is None:
+        data = path.read_bytes() if path.stat().st_size <= MAX_FILE_BYTES else None
+    if data is None:
+        raise CorpusError(f"{path}: is {path.stat().st_size:,} bytes, more than the {MAX_FILE_BYTES:,}-byte limit; "
                           "split it into smaller files")
-    data = path.read_bytes()
     if b"\x00" in data:
         raise CorpusError(f"{path}: contains NUL bytes, so it is binary, not text{_SKIP_HINT}")
     try:

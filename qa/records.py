@@ -10,11 +10,13 @@ and reads the offsets; a record is parsed only when it is asked for. A million c
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import mmap
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +27,13 @@ def offsets_name(name: str) -> str:
     return f"{name}.offsets.npy"
 
 
-def write_records(path: Path, records: Iterable[dict]) -> dict[str, int | None]:
-    """Write records as JSONL plus their offsets file; return {file name: rows or None}."""
+def write_records(path: Path, records: Iterable[Any]) -> dict[str, int | None]:
+    """Write records (dicts or dataclasses) as JSONL plus their offsets file; return {file name: rows or None}."""
     offsets = [0]
     with open(path, "wb") as f:
         for record in records:
+            if dataclasses.is_dataclass(record):
+                record = dataclasses.asdict(record)
             line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
             f.write(line)
             offsets.append(offsets[-1] + len(line))
@@ -38,17 +42,22 @@ def write_records(path: Path, records: Iterable[dict]) -> dict[str, int | None]:
 
 
 class Records(Sequence):
-    """The records of a JSONL table, each parsed when indexed: `records[i]` is a dict.
+    """The records of a JSONL table, each parsed when indexed: `records[i]` is a dict, or a `kind`.
 
     Args:
         path: the JSONL file (its offsets file sits beside it).
-        fields: {name: type} every record must have; a record without them is reported as
-            corrupt when read, instead of failing later wherever the field is used.
+        kind: a dataclass to return records as (e.g. `Chunk`). Its `REQUIRED` {name: type} must
+            be in every record, which is otherwise reported as corrupt when read instead of
+            failing later wherever the field is used; fields the record lacks get their defaults,
+            keys the dataclass lacks are ignored.
+        fields: {name: type} every record must have (default: `kind.REQUIRED`).
     """
 
-    def __init__(self, path: Path, fields: Mapping[str, type] | None = None):
+    def __init__(self, path: Path, kind: type | None = None, *, fields: Mapping[str, type] | None = None):
         self.path = Path(path)
-        self.fields = dict(fields or {})
+        self.kind = kind
+        self.fields = dict(getattr(kind, "REQUIRED", {}) if fields is None else fields)
+        self._names = {f.name for f in dataclasses.fields(kind)} if kind else set()
         try:
             offsets = np.load(self.path.with_name(offsets_name(self.path.name)), allow_pickle=False)
             with open(self.path, "rb") as f:
@@ -85,7 +94,12 @@ class Records(Sequence):
         for name, kind in self.fields.items():
             if not isinstance(record.get(name), kind):
                 raise self._corrupt(f"has a record without a valid {name!r} at row {i}")
-        return record
+        if self.kind is None:
+            return record
+        try:
+            return self.kind(**{k: v for k, v in record.items() if k in self._names})
+        except TypeError as exc:
+            raise self._corrupt(f"has a record that is not a {self.kind.__name__} at row {i} ({exc})") from exc
 
     def __repr__(self) -> str:
         return f"Records({str(self.path)!r}, {len(self)} rows)"
@@ -95,10 +109,14 @@ class Documents(Mapping):
     """Document records by doc_id, from a table written sorted by doc_id (`write_documents`).
 
     Lookups are binary searches over the table, so no per-document state is held in memory.
+
+    Args:
+        path: the JSONL file.
+        kind: the record dataclass (default: plain dicts with a string "doc_id").
     """
 
-    def __init__(self, path: Path):
-        self.records = Records(path, fields={"doc_id": str})
+    def __init__(self, path: Path, kind: type | None = None):
+        self.records = Records(path, kind, fields={**getattr(kind, "REQUIRED", {}), "doc_id": str})
 
     def __getitem__(self, doc_id: str) -> dict:
         if not isinstance(doc_id, str):
@@ -106,7 +124,7 @@ class Documents(Mapping):
         i = bisect.bisect_left(self.records, doc_id, key=_doc_id)
         if i < len(self.records):
             record = self.records[i]
-            if record["doc_id"] == doc_id:
+            if _doc_id(record) == doc_id:
                 return record
         raise KeyError(doc_id)
 
@@ -117,7 +135,7 @@ class Documents(Mapping):
         return len(self.records)
 
 
-def write_documents(path: Path, docs: Iterable[dict]) -> dict[str, int | None]:
+def write_documents(path: Path, docs: Iterable[Any]) -> dict[str, int | None]:
     """Write document records sorted by doc_id, the order `Documents` looks them up in.
 
     Raises:
@@ -125,10 +143,10 @@ def write_documents(path: Path, docs: Iterable[dict]) -> dict[str, int | None]:
     """
     docs = sorted(docs, key=_doc_id)
     for a, b in zip(docs, docs[1:]):
-        if a["doc_id"] == b["doc_id"]:
-            raise ValueError(f"two documents share the doc_id {a['doc_id']!r}")
+        if _doc_id(a) == _doc_id(b):
+            raise ValueError(f"two documents share the doc_id {_doc_id(a)!r}")
     return write_records(path, docs)
 
 
-def _doc_id(record: dict) -> str:
-    return record["doc_id"]
+def _doc_id(record) -> str:
+    return record["doc_id"] if isinstance(record, dict) else record.doc_id

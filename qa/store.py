@@ -30,8 +30,8 @@ from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, Inde
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 # The manifest's own checksum, over its other content: data files are checksummed in the
-# manifest, and this covers the manifest itself (a flipped digit in "k": 60 would otherwise
-# load and silently change results).
+# manifest, and this covers the manifest itself (a flipped digit in a chunking or analyzer
+# setting would otherwise load and silently change results).
 MANIFEST_CHECKSUM = "manifest_sha256"
 CURRENT = "CURRENT"
 _GEN_PREFIX = "g-"

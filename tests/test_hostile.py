@@ -153,10 +153,10 @@ def test_analyzer_is_total_on_hostile_text(text, lang):
 def _check_answer(qa: QA, answer, k: int) -> None:
     assert answer.language in ("nl", "en") and isinstance(answer.answer_found, bool)
     assert 1 <= len(answer.citations) <= k
-    chunks = {c["chunk_id"]: c for c in qa.chunks}
+    chunks = {c.chunk_id: c for c in qa.chunks}
     for n, c in enumerate(answer.citations, start=1):
         chunk = chunks[c.chunk_id]
-        assert c.n == n and c.text == chunk["text"] and (c.start, c.end) == (chunk["start"], chunk["end"])
+        assert c.n == n and c.text == chunk.text and (c.start, c.end) == (chunk.start, chunk.end)
         h = c.highlight
         assert 0 <= h.start < h.end <= len(c.text) and c.text[h.start:h.end] == h.text and h.text.strip()
         assert set(c.ranks) == {"bm25", "dense"} and any(r is not None for r in c.ranks.values())
@@ -256,9 +256,9 @@ def test_build_from_hostile_jsonl(tmp_path_factory, texts, titles):
         return
     for chunk in qa.chunks:
         # What the file holds: JSON joins an escaped surrogate pair into one character.
-        text = json.loads(json.dumps(texts[int(chunk["doc_id"].split("-")[1])]))
+        text = json.loads(json.dumps(texts[int(chunk.doc_id.split("-")[1])]))
         normalised = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").lstrip()
-        assert normalised[chunk["start"]:chunk["end"]] == chunk["text"]
+        assert normalised[chunk.start:chunk.end] == chunk.text
     loaded = QA.load(root / "index")
     assert list(loaded.chunks) == list(qa.chunks)
     _check_answer(loaded, loaded.ask("Wat gebeurde er?", k=3), 3)

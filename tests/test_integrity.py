@@ -214,7 +214,7 @@ def test_chunk_record_broken_in_place_is_reported_when_read(hash_qa, tmp_path):
     (folder / "chunks.jsonl").write_bytes(b"#" * data.index(b"\n") + data[data.index(b"\n"):])
     _rewrite_manifest(folder)
     qa = QA.load(_index(tmp_path))
-    assert qa.chunks[1]["chunk_id"]
+    assert qa.chunks[1].chunk_id
     with pytest.raises(IndexCorruptError, match="broken record at row 0.*qa build"):
         qa.chunks[0]
 
@@ -227,7 +227,7 @@ def test_empty_offsets_file_without_checksums(hash_qa, tmp_path):
 
 
 def test_tables_that_disagree_with_the_vectors_are_never_made_live(hash_qa, tmp_path):
-    from qa.api import write_generation
+    from qa.index import write_generation
     from qa.chunking import ChunkSettings
     from qa.lexical import Analyzer
 
@@ -314,7 +314,7 @@ def test_build_that_cannot_write_keeps_the_old_index(hash_qa, news_dir, tmp_path
     EFBIG) gives one error line, leaves no half-written generation, and the old index serves on.
     Two places: the first file written (Python's own I/O) and the FAISS file (FAISS's I/O), which
     is the largest file of a big index."""
-    before = [c["chunk_id"] for c in QA.load(_index(tmp_path)).chunks]
+    before = [c.chunk_id for c in QA.load(_index(tmp_path)).chunks]
     if full_at == "chunks.jsonl":
         (news_dir / "begroting.txt").write_text("date 2024-01\n" + "Het kabinet presenteert de begroting. " * 400,
                                                encoding="utf-8")
@@ -337,7 +337,7 @@ def test_build_that_cannot_write_keeps_the_old_index(hash_qa, news_dir, tmp_path
     assert "unchanged" in result.stderr
     assert not [p.name for p in _index(tmp_path).iterdir() if p.name.startswith(".tmp-")]
     qa = QA.load(_index(tmp_path))
-    assert [c["chunk_id"] for c in qa.chunks] == before and "begroting.txt" not in qa.docs
+    assert [c.chunk_id for c in qa.chunks] == before and "begroting.txt" not in qa.docs
     assert qa.ask(QUESTION).citations[0].doc_id == ANSWER_DOC
 
 
@@ -396,7 +396,7 @@ def test_concurrent_readers_never_see_a_half_swapped_index(news_dir, tmp_path):
                 n = len(qa.chunks)
                 if not (n in counts and len(qa.vectors) == len(qa.dense) == len(qa.bm25) == n
                         and qa.manifest["counts"]["chunks"] == n
-                        and {c["doc_id"] for c in qa.chunks} == set(qa.docs)):
+                        and {c.doc_id for c in qa.chunks} == set(qa.docs)):
                     errors.append(f"inconsistent index: {n} chunks, manifest {qa.manifest['counts']}")
                 top = qa.ask(QUESTION).citations[0].doc_id
                 if top != ANSWER_DOC:

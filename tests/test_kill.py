@@ -97,7 +97,7 @@ def traced(phase, original, first_only=False):
         return original(*args, **kwargs)
     return wrapper
 
-api.read_corpus = traced("reading", api.read_corpus)
+api.scan_corpus = traced("reading", api.scan_corpus)
 api.chunk_text = traced("chunking", api.chunk_text, first_only=True)
 HashEmbedder.encode_passages = traced("embedding", HashEmbedder.encode_passages)
 api.DenseIndex.build = staticmethod(traced("indexing (FAISS, BM25)", api.DenseIndex.build))
