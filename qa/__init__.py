@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .errors import (CorpusError, IndexCorruptError, IndexFormatError, IndexMissingError, IndexWriteError,
-                     ModelError, ModelMismatchError, QAError, QuestionError)
+from .errors import (
+    CorpusError,
+    IndexCorruptError,
+    IndexFormatError,
+    IndexMissingError,
+    IndexWriteError,
+    ModelError,
+    ModelMismatchError,
+    QAError,
+    QuestionError,
+)
 
 # The heavy parts (numpy, faiss, torch) load on first use, so `qa --help` and the error classes
 # stay instant.

@@ -7,22 +7,23 @@ retrieval, `ask` goes on to the answer; both take one immutable `SearchSettings`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .answer import Answer, SentenceVectors, assemble
 from .chunking import ChunkSettings, chunk_text
 from .corpus import as_list, scan_corpus
-from .dense import KINDS as DENSE_KINDS, DenseIndex
+from .dense import KINDS as DENSE_KINDS
+from .dense import DenseIndex
 from .embedding import Embedder, load_embedder
 from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, ModelMismatchError
 from .fusion import Hit, SearchSettings, rrf
 from .index import Generation, open_live, stale_reason, write_generation
-from .store import read_manifest
 from .language import detect_language
 from .lexical import Analyzer, BM25Index
 from .query import MAX_QUESTION_CHARS, Query, check_question
+from .store import read_manifest
 
 __all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stale_reason", "SearchSettings"]
 

@@ -44,8 +44,8 @@ BUILD_THREADS = 2
 # thread on a busy machine only adds waiting.
 PARALLEL_BUILD_MIN = 10_000
 
-# Single queries on a small CPU: more OpenMP threads only add contention (ENVIRONMENT.md saw
-# 2 threads make a flat query 4-60x slower on 2 busy cores). Building HNSW raises it for a while.
+# Single queries on a small CPU: more OpenMP threads only add contention (2 threads made a flat
+# query 4-60x slower on 2 busy cores, measured for BENCHMARKS.md). Building HNSW raises it for a while.
 faiss.omp_set_num_threads(1)
 
 
@@ -85,7 +85,7 @@ class DenseIndex:
     def build(cls, vectors: np.ndarray, *, kind: str = "auto", threshold: int = HNSW_THRESHOLD,
               m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
               ef_search: int = HNSW_EF_SEARCH, storage: str = HNSW_STORAGE,
-              threads: int = BUILD_THREADS) -> "DenseIndex":
+              threads: int = BUILD_THREADS) -> DenseIndex:
         """Index normalised vectors; row i of the index is `vectors[i]`.
 
         Args:
@@ -198,7 +198,7 @@ class DenseIndex:
         return [INDEX_FILE]
 
     @classmethod
-    def load(cls, folder: Path, *, mmap: bool = True) -> "DenseIndex":
+    def load(cls, folder: Path, *, mmap: bool = True) -> DenseIndex:
         """Read an index written by save(), memory-mapped by default: the vectors and the graph
         stay reclaimable page cache, read as searches touch them, and loading takes no time."""
         try:

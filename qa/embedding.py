@@ -111,7 +111,7 @@ class SentenceEmbedder:
             self._model = SentenceTransformer(path, device="cpu")
         except ModelError:
             raise
-        except Exception as exc:  # noqa: BLE001 - hub/IO errors come in many types
+        except Exception as exc:
             raise ModelError(
                 f"cannot load embedding model {self.name!r} ({type(exc).__name__}: {exc}). "
                 f"Use the bundled default ({DEFAULT_MODEL}), a local sentence-transformers folder, "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
 
 # Cormack et al. (2009) found k = 60 robust across collections. Here the dense leg is much the
 # stronger one (multilingual, and most questions are paraphrases or English), and a small k keeps

@@ -14,9 +14,9 @@ Row i of the chunk table, the vectors, the dense index and the BM25 index is the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

@@ -20,9 +20,10 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, IndexWriteError
 

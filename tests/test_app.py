@@ -11,11 +11,11 @@ from html.parser import HTMLParser
 import pytest
 
 pytest.importorskip("gradio")
-import app  # noqa: E402
-from qa import QA, Answer, Citation, Highlight, QAError  # noqa: E402
-from qa.api import MAX_QUESTION_CHARS  # noqa: E402
+from conftest import serve
 
-from conftest import serve  # noqa: E402
+import app
+from qa import QA, Answer, Citation, Highlight, QAError
+from qa.api import MAX_QUESTION_CHARS
 
 HOSTILE = ('date 2023-04 <img src="http://example.com/t.png"> Nieuwe fietsenstalling in Utrecht geopend. '
            'De gemeente Utrecht opende bij het station een stalling voor 12.500 fietsen. '

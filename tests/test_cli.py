@@ -6,11 +6,11 @@ import io
 import json
 import shutil
 
+from conftest import SEEDS
+
 from qa import store
 from qa.api import stale_reason
 from qa.cli import main
-
-from conftest import SEEDS
 
 
 def test_build_ask_info_with_fake_model(news_dir, tmp_path, capsys):

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, write_news
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,6 @@ from qa.chunking import chunk_text, split_sentences
 from qa.corpus import CorpusWarning, read_corpus
 from qa.language import detect_language
 from qa.lexical import Analyzer
-
-from conftest import ROOT, write_news
 
 settings.register_profile("ci", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -390,7 +389,7 @@ def test_fifo_and_devices_never_block_the_reader(tmp_path):
     assert [a.doc_id for a in result["value"]] == ["good.txt"]
     # Named directly on the command line: an error, not an endless read.
     for special in (folder / "pipe.txt", folder / "zero.txt"):
-        result = _returns_within(lambda: read_corpus([special]), 10)
+        result = _returns_within(lambda special=special: read_corpus([special]), 10)
         assert isinstance(result.get("error"), CorpusError), result
         assert "not a regular file" in str(result["error"])
 

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
-from qa import QA, IndexCorruptError, IndexFormatError, ModelMismatchError, QAError
-from qa import store
+from qa import QA, IndexCorruptError, IndexFormatError, ModelMismatchError, QAError, store
 from qa.embedding import HashEmbedder
 from qa.store import CURRENT, MANIFEST, current_generation
-
-from conftest import ROOT
 
 QUESTION = "Wie won het WK voetbal in Qatar?"
 ANSWER_DOC = "sport.txt"
@@ -227,8 +225,8 @@ def test_empty_offsets_file_without_checksums(hash_qa, tmp_path):
 
 
 def test_tables_that_disagree_with_the_vectors_are_never_made_live(hash_qa, tmp_path):
-    from qa.index import write_generation
     from qa.chunking import ChunkSettings
+    from qa.index import write_generation
     from qa.lexical import Analyzer
 
     before = store.current_generation(_index(tmp_path))

@@ -24,12 +24,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, write_news
 
 from qa import QA
 from qa.embedding import HashEmbedder
 from qa.store import CURRENT, current_generation
-
-from conftest import ROOT, write_news
 
 SEED = 20240229
 KILLS = 20

@@ -11,7 +11,6 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 BANNED_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "marshal", "shelve", "jsonpickle"}

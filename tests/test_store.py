@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from qa import QA, IndexCorruptError, IndexFormatError, IndexMissingError, ModelMismatchError
-from qa import store
+from qa import QA, CorpusError, IndexCorruptError, IndexFormatError, IndexMissingError, ModelMismatchError, store
 from qa.store import CURRENT, MANIFEST, current_generation
 
 
@@ -92,7 +91,7 @@ def test_rebuild_swaps_generations_and_failed_build_keeps_old(hash_qa, news_dir,
     second = _live(index_dir)
     assert second != first and len(QA.load(index_dir).docs) == 7
     (news_dir / "broken.txt").write_bytes(b"\xff\xfe not utf-8 \xff")
-    with pytest.raises(Exception):
+    with pytest.raises(CorpusError, match="broken.txt: not valid UTF-8"):
         QA.build([news_dir], index_dir, model="hash-64")
     assert _live(index_dir) == second and len(QA.load(index_dir).docs) == 7
     assert not [p for p in index_dir.iterdir() if p.name.startswith(".tmp-")]
