@@ -18,16 +18,16 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # user has not set HF_HUB_OFFLINE themselves.
 os.environ.setdefault("HF_HUB_OFFLINE", "0" if "--model" in sys.argv else "1")
 
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
+import argparse
+import logging
+import threading
+import time
 
-import gradio as gr  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
+import gradio as gr
+from starlette.middleware import Middleware
 
-from qa import QA, QAError, QuestionError  # noqa: E402
-from qa.api import MAX_QUESTION_CHARS  # noqa: E402
+from qa import QA, QAError, QuestionError
+from qa.api import MAX_QUESTION_CHARS
 
 log = logging.getLogger("nieuws-qa.app")
 
