@@ -1,13 +1,14 @@
 # Two commands on a fresh machine (Python >= 3.10, no network beyond the package registries):
 #   make chat   install into .venv, build the index of seeds/ and start the chat on http://127.0.0.1:7860
-#   make test   install into .venv (and Chromium for the browser tests) and run the whole test suite
+#   make test   install into .venv (and Chromium for the browser tests), lint, and run the whole test suite
+# For the inner loop: make test-fast (no real model, no browser: ~1 min) and make lint.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of PyTorch; a plain `torch` requirement would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: install chat test browser clean
+.PHONY: install chat test test-fast lint browser bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,22 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "warning: no chromium; browser tests will be skipped (install Debian's chromium package)"
 
-test: install browser
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install browser lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -q -m "not model and not browser" $(PYTEST_ARGS)
+
+# Scale benchmark (BENCHMARKS.md): ~15 min and ~12 GB free memory for the full run, a few
+# minutes for the quick one (10k and 100k chunks, fewer queries, no sweeps).
+bench: install
+	$(PY) benchmarks/bench.py --data data $(BENCH_ARGS)
+
+bench-quick: install
+	$(PY) benchmarks/bench.py --data data --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) index/CURRENT index/g-* index/.tmp-* index/.lock

@@ -96,3 +96,14 @@ def serve(qa):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+MODEL_FIXTURES = {"real_embedder", "seed_index", "seed_qa"}
+
+
+def pytest_collection_modifyitems(items):
+    # A test that uses the real model is a `model` test whether or not it says so, so that
+    # `-m "not model"` (make test-fast) never loads the model.
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)

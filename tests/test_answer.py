@@ -8,8 +8,17 @@ import threading
 import numpy as np
 import pytest
 
-from qa.answer import (NO_ANSWER_COSINE_BY_LANGUAGE, Answer, Citation, Highlight, SentenceVectors, answers_question,
-                       assemble, best_sentence, sentence_spans)
+from qa.answer import (
+    NO_ANSWER_COSINE_BY_LANGUAGE,
+    Answer,
+    Citation,
+    Highlight,
+    SentenceVectors,
+    answers_question,
+    assemble,
+    best_sentence,
+    sentence_spans,
+)
 from qa.chunking import Chunk
 from qa.corpus import Document
 from qa.embedding import Embedder, HashEmbedder

@@ -108,6 +108,7 @@ def test_index_of_the_previous_format_is_reported_as_outdated(news_dir, tmp_path
     assert "outdated" in err and "qa build" in err and "Traceback" not in err
 
 
+@pytest.mark.model
 def test_ask_without_index_builds_from_seeds(tmp_path, monkeypatch, capsys):
     shutil.copytree(SEEDS, tmp_path / "seeds")
     monkeypatch.chdir(tmp_path)

@@ -39,7 +39,7 @@ def test_empty_index():
 
 
 def _clustered(n, d=64, seed=0):
-    from qa.bench import clustered_vectors
+    from benchmarks.synthetic import clustered_vectors
 
     return clustered_vectors(n, seed=seed, centres=40, dim=d)
 
