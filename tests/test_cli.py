@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 
+import pytest
 from conftest import SEEDS
 
 from qa import store
