@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -25,9 +26,36 @@ from .query import Query
 # against ntrex_nl + tatoeba passages (unanswerable): balanced accuracy 0.921 for Dutch and 0.892
 # for English questions (EVALUATION.md). detect_language only returns these two languages.
 NO_ANSWER_COSINE_BY_LANGUAGE = {"nl": 0.845, "en": 0.811}
-# Added to the cosine per fraction of query terms a sentence contains: breaks near-ties towards
-# the sentence that names the asked-for entity or number.
-LEXICAL_BONUS = 0.05
+# The highlighted sentence is the one most similar to the question (e5 cosine), plus bonuses that
+# break near-ties towards the sentence that answers rather than the one that restates the topic:
+# LEXICAL_BONUS per fraction of the question's terms in the sentence, where a sentence that points
+# back ("Daarvoor zouden …", "Hij …") also counts the terms of the sentence before it; and
+# TYPE_BONUS when the sentence holds what the question word asks for (a number for "hoeveel", a
+# year or month for "wanneer", a name for "wie"/"waar", a reason for "waarom"). On xquad_nl (the
+# gold passage cited) this moved answer-sentence accuracy from 0.811 to 0.829 for Dutch and from
+# 0.768 to 0.782 for English questions (EVALUATION.md), with the two-sentence highlights below.
+LEXICAL_BONUS = 0.1
+TYPE_BONUS = 0.02
+_POINTS_BACK = re.compile(
+    r"\W*(?:daarvoor|daarna|daarom|daardoor|daarbij|daarin|daarmee|daar|dat|dit|deze|die|hij|zij|ze|hun|zijn|haar|"
+    r"hiervoor|hierdoor|hierbij|dergelijke|this|that|these|those|he|she|it|they|there|its|their)\b", re.IGNORECASE)
+# Question word -> what the answering sentence holds, tried in this order.
+_EXPECTS = (
+    ("number", re.compile(r"\b(?:hoeveel|hoe (?:groot|lang|oud|ver|veel)|welk percentage|how (?:many|much|long|old|large|big|far)|"
+                          r"what percentage)\b", re.IGNORECASE)),
+    ("time", re.compile(r"\b(?:wanneer|(?:in )?welk(?:e)? (?:jaar|eeuw|maand)|when|(?:in )?(?:what|which) (?:year|century|month))\b",
+                        re.IGNORECASE)),
+    ("name", re.compile(r"\b(?:wie|wiens|waar|who|whom|whose|where)\b", re.IGNORECASE)),
+    ("reason", re.compile(r"\b(?:waarom|why)\b", re.IGNORECASE)),
+)
+_HOLDS = {
+    "number": re.compile(r"\d"),
+    "time": re.compile(r"\b(?:1\d{3}|20\d{2})\b|\b(?:januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|"
+                       r"november|december|eeuw|january|february|march|may|june|july|august|october|century)\b", re.IGNORECASE),
+    # A capitalised word that does not start the sentence.
+    "name": re.compile(r"(?<=\S )[A-Z\u00C0-\u00DE][^\W\d_]+"),
+    "reason": re.compile(r"\b(?:omdat|doordat|want|daardoor|vanwege|dankzij|because|due to|since)\b", re.IGNORECASE),
+}
 # Sentence vectors kept for highlights (~1.5 KB each at 384-d).
 SENTENCE_CACHE_SIZE = 20_000
 
@@ -114,6 +142,11 @@ def sentence_spans(passage: str) -> list[tuple[int, int]]:
     return spans or [(0, len(passage))]
 
 
+def expected_answer(question: str) -> str | None:
+    """What the question word asks for: "number", "time", "name", "reason", or None."""
+    return next((kind for kind, pattern in _EXPECTS if pattern.search(question)), None)
+
+
 def best_sentence(
     passage: str,
     spans: list[tuple[int, int]],
@@ -121,12 +154,26 @@ def best_sentence(
     query_vector: np.ndarray,
     query_terms: set[str],
     sentence_terms: list[set[str]],
+    expects: str | None = None,
 ) -> Highlight:
-    """Pick the sentence most similar to the question: cosine plus a small term-overlap bonus."""
+    """Pick the answering sentence: cosine to the question plus the term-overlap and answer-type
+    bonuses (see LEXICAL_BONUS). When the answer spans two sentences — one of them points back to
+    the other ("Daarvoor …") and holds question terms the other lacks — both are highlighted
+    ("… een „informele bijeenkomst” op de agenda staat. Daarvoor zouden de leiders … zijn
+    uitgenodigd"). The highlight's score is the best sentence's cosine."""
     cosines = sentence_vectors @ query_vector
-    overlap = np.array([len(query_terms & t) / len(query_terms) if query_terms else 0.0 for t in sentence_terms])
-    best = int(np.argmax(cosines + LEXICAL_BONUS * overlap))
-    start, end = spans[best]
+    sentences = [passage[a:b] for a, b in spans]
+    points_back = [i > 0 and bool(_POINTS_BACK.match(s)) for i, s in enumerate(sentences)]
+    context = [t | (sentence_terms[i - 1] if points_back[i] else set()) for i, t in enumerate(sentence_terms)]
+    overlap = np.array([len(query_terms & t) / len(query_terms) if query_terms else 0.0 for t in context])
+    holds = np.array([bool(expects and _HOLDS[expects].search(s)) for s in sentences], dtype=float)
+    best = int(np.argmax(cosines + LEXICAL_BONUS * overlap + TYPE_BONUS * holds))
+    first = last = best
+    if best + 1 < len(spans) and points_back[best + 1] and query_terms & sentence_terms[best + 1] - sentence_terms[best]:
+        last = best + 1
+    elif points_back[best] and query_terms & sentence_terms[best - 1] - sentence_terms[best]:
+        first = best - 1
+    start, end = spans[first][0], spans[last][1]
     return Highlight(passage[start:end], start, end, float(cosines[best]))
 
 
@@ -154,11 +201,11 @@ def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: M
     # One encode for the sentences of all cited passages: batching beats one call per passage.
     vectors = sentence_vectors([s for group in sentences for s in group])
     bounds = np.cumsum([0] + [len(group) for group in sentences])
-    query_terms = set(query.terms)
+    query_terms, expects = set(query.terms), expected_answer(query.text)
     citations = []
     for i, (hit, chunk) in enumerate(zip(hits, cited)):
         highlight = best_sentence(chunk.text, spans[i], vectors[bounds[i]:bounds[i + 1]], query.vector, query_terms,
-                                  [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]])
+                                  [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]], expects)
         citations.append(Citation.of(i + 1, hit, chunk, docs.get(chunk.doc_id), highlight))
     return Answer(query.text, query.language, answers_question(citations, query.language), tuple(citations))
 

@@ -133,6 +133,31 @@ def test_best_sentence_breaks_near_ties_towards_the_asked_terms():
     assert h.text == "Eerste zin." and (h.start, h.end) == spans[0]
 
 
+def test_answer_type_and_a_sentence_that_points_back():
+    from qa.answer import expected_answer
+
+    assert [expected_answer(q) for q in ("Hoeveel mensen?", "Wanneer begon het?", "Wie won?", "Waarom stopte hij?",
+                                         "How many?", "In which year?", "Where is it?", "Wat zei hij?")] == \
+        ["number", "time", "name", "reason", "number", "time", "name", None]
+    passage = "Poetin viert zijn verjaardag met een bijeenkomst. Daarvoor zijn de leiders uitgenodigd. Het regent."
+    spans = sentence_spans(passage)
+    terms = [{"poetin", "verjaardag", "bijeenkomst"}, {"leider", "uitnodig"}, {"regent"}]
+    vectors = np.eye(3, dtype=np.float32)
+    query = np.array([0.9, 0.85, 0.1], np.float32)
+    # The question's terms are split over the two sentences and the second points back: both are highlighted.
+    h = best_sentence(passage, spans, vectors, query, {"uitnodig", "bijeenkomst", "verjaardag"}, terms, "name")
+    assert h.text == passage[spans[0][0]:spans[1][1]] and passage[h.start:h.end] == h.text and h.score == pytest.approx(0.9)
+    # Without the pointing back, only the best sentence.
+    plain = passage.replace("Daarvoor zijn", "Morgen zijn")
+    h = best_sentence(plain, sentence_spans(plain), vectors, query, {"uitnodig", "bijeenkomst", "verjaardag"}, terms)
+    assert h.text == "Poetin viert zijn verjaardag met een bijeenkomst."
+    # The answer type breaks a near-tie: "hoeveel" wants a number.
+    passage = "De oogst was goed. Er werden 400 ton geoogst."
+    h = best_sentence(passage, sentence_spans(passage), np.eye(2, dtype=np.float32), np.array([0.80, 0.79], np.float32),
+                      set(), [set(), set()], "number")
+    assert h.text == "Er werden 400 ton geoogst."
+
+
 def test_sentence_vectors_are_embedded_once_and_equal_to_a_fresh_encode():
     embedder = CountingEmbedder()
     vectors = SentenceVectors(embedder)

@@ -11,7 +11,7 @@ from qa import QA, IndexCorruptError, IndexMissingError, QuestionError, SearchSe
 from qa.chunking import Chunk
 from qa.corpus import Document
 from qa.embedding import HashEmbedder
-from qa.fusion import DEPTH, RRF_K, WEIGHTS, rrf
+from qa.fusion import BM25_SHARE, BM25_SHARE_LONG, DEPTH, LONG_TERMS, RRF_K, WEIGHTS, dbsf, rrf
 from qa.index import stale_reason
 from qa.store import current_generation
 
@@ -32,6 +32,8 @@ class CountingEmbedder(HashEmbedder):
 @pytest.mark.parametrize("change, message", [
     ({"k": 0}, "k must be an integer >= 1, got 0"), ({"depth": -1}, "depth must be"), ({"mode": "sparse"}, "mode must be one of"),
     ({"rrf_k": -1}, "rrf_k must be"), ({"weights": {"bm25": -0.5}}, "weights must be numbers >= 0"), ({"k": True}, "k must be"),
+    ({"fusion": "max"}, "fusion must be one of dbsf, rrf"), ({"bm25_share": 1.5}, "bm25_share must be a number from 0 to 1"),
+    ({"long_terms": -1}, "long_terms must be"),
 ])
 def test_settings_refuse_bad_values_naming_them(change, message):
     with pytest.raises(ValueError, match=message):
@@ -50,7 +52,10 @@ def test_settings_are_one_immutable_value_with_the_tuned_defaults():
     given["bm25"] = 9.0
     assert t.weights["bm25"] == 1.0
     assert s.but(k=3, mode=None) == SearchSettings(k=3) and hash(t) == hash(SearchSettings(weights={"dense": 1.0, "bm25": 1.0}))
-    assert s.fusion() == {"rrf_k": RRF_K, "depth": DEPTH, "weights": dict(WEIGHTS)}
+    assert s.fusion_settings() == {"fusion": "dbsf", "depth": DEPTH, "bm25_share": BM25_SHARE,
+                                   "bm25_share_long": BM25_SHARE_LONG, "long_terms": LONG_TERMS, "rrf_k": RRF_K,
+                                   "weights": dict(WEIGHTS)}
+    assert SearchSettings(**s.fusion_settings()) == s
 
 
 def test_search_follows_the_settings_it_is_given(hash_qa):
@@ -58,10 +63,16 @@ def test_search_follows_the_settings_it_is_given(hash_qa):
     assert len(hash_qa.search(q, k=2)) == 2
     assert all(h.found_by == "bm25" for h in hash_qa.search(q, mode="bm25"))
     assert all(h.found_by == "dense" for h in hash_qa.search(q, mode="dense"))
-    # The same fusion as rrf() over the legs' own top lists, with the BM25 weight scaled by coverage.
-    s = SearchSettings(k=4, depth=5, rrf_k=3, weights={"bm25": 0.5, "dense": 1.0})
-    query = hash_qa.prepare(q, s)
-    legs = {"bm25": hash_qa.bm25.top_k(query.terms, 5), "dense": hash_qa.dense.search(query.vector, 5)}
+    # The same fusion as dbsf() over the legs' own top lists, with the lexical share set by how many
+    # of the question's terms the corpus has (a long question leans on BM25), times coverage.
+    for settings in (SearchSettings(k=4, depth=5, long_terms=2), SearchSettings(k=4, depth=5, long_terms=99)):
+        query = hash_qa.prepare(q, settings)
+        legs = {"bm25": hash_qa.bm25.top_k(query.terms, 5), "dense": hash_qa.dense.search(query.vector, 5)}
+        coverage = hash_qa.bm25.coverage(query.terms)
+        share = coverage * (BM25_SHARE_LONG if settings.long_terms == 2 else BM25_SHARE)
+        assert hash_qa.search(q, settings) == dbsf(legs, weights={"bm25": share, "dense": 1 - share}, limit=4)
+    # and rrf() for fusion="rrf", the BM25 weight scaled by coverage
+    s = SearchSettings(k=4, depth=5, fusion="rrf", rrf_k=3, weights={"bm25": 0.5, "dense": 1.0})
     weights = {"bm25": 0.5 * hash_qa.bm25.coverage(query.terms), "dense": 1.0}
     assert hash_qa.search(q, s) == rrf(legs, k=3, weights=weights, limit=4)
     # depth is at least k, so k hits come back when the corpus has them
@@ -125,8 +136,8 @@ def test_threads_with_different_settings_do_not_see_each_other(hash_qa):
 def test_load_takes_default_settings_and_info_reports_them(hash_qa, tmp_path):
     qa = QA.load(tmp_path / "index", settings=SearchSettings(k=2, rrf_k=30))
     assert len(qa.search(QUESTIONS[0])) == 2
-    assert qa.info()["fusion"] == {"k": 30, "weights": dict(WEIGHTS), "depth": DEPTH}
-    assert hash_qa.info()["fusion"] == {"k": RRF_K, "weights": dict(WEIGHTS), "depth": DEPTH}
+    assert qa.info()["fusion"] == {"k": 30, **SearchSettings(rrf_k=30).fusion_settings()}
+    assert hash_qa.info()["fusion"] == {"k": RRF_K, **SearchSettings().fusion_settings()}
 
 
 def test_open_or_build_builds_only_when_the_index_does_not_fit(news_dir, tmp_path):

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from qa.fusion import rrf
+from qa.fusion import dbsf, rrf
 
 
 def test_rrf_matches_hand_computed_values():
@@ -34,3 +35,24 @@ def test_rrf_ties_go_to_lower_row_and_empty_legs():
 def test_rrf_rejects_negative_k():
     with pytest.raises(ValueError, match="k must be"):
         rrf({"bm25": [(1, 1.0)]}, k=-1)
+
+
+def test_dbsf_adds_normalised_scores_with_the_leg_weights():
+    legs = {"bm25": [(1, 12.0), (2, 6.0), (3, 3.0)], "dense": [(3, 0.9), (4, 0.85)]}
+    hits = dbsf(legs, weights={"bm25": 0.3, "dense": 0.7})
+
+    def norm(scores, s):
+        return (s - (np.mean(scores) - 3 * np.std(scores))) / (6 * np.std(scores))
+
+    expected = {1: 0.3 * norm([12, 6, 3], 12), 2: 0.3 * norm([12, 6, 3], 6),
+                3: 0.3 * norm([12, 6, 3], 3) + 0.7 * norm([0.9, 0.85], 0.9), 4: 0.7 * norm([0.9, 0.85], 0.85)}
+    assert [h.row for h in hits] == sorted(expected, key=lambda r: (-expected[r], r))
+    assert all(h.score == pytest.approx(expected[h.row]) for h in hits)
+    assert {h.row: h.ranks for h in hits}[3] == {"bm25": 3, "dense": 1}
+
+
+def test_dbsf_edge_cases():
+    assert dbsf({"bm25": [], "dense": []}, weights={}) == []
+    # One distinct score: every result counts fully; a zero weight leaves only the order of the other leg.
+    hits = dbsf({"bm25": [(5, 2.0), (6, 2.0)], "dense": [(7, 0.5), (5, 0.4)]}, weights={"bm25": 0.0, "dense": 1.0})
+    assert [h.row for h in hits] == [7, 5, 6] and len(dbsf({"bm25": [(1, 1.0), (2, 0.5)]}, weights={}, limit=1)) == 1

@@ -71,3 +71,11 @@ def test_cli_ask_json_end_to_end(seed_index, capsys):
     assert c["n"] == 1 and c["doc_id"] == "000_c246448bc5d103a6.txt" and c["date"] == "2022-10"
     assert "400 vierkante kilometer" in c["highlight"]["text"]
     assert set(c["ranks"]) == {"bm25", "dense"}
+
+
+def test_the_highlight_is_the_sentence_that_answers(seed_qa):
+    """The sentence most similar to the question restates it; the invitation is in the next one."""
+    answer = seed_qa.ask("Wie zijn uitgenodigd voor de informele bijeenkomst op Poetins verjaardag?")
+    best = answer.answer_citation
+    assert answer.answer_found and "Daarvoor zouden de leiders van voormalige Sovjetlanden zijn uitgenodigd" in best.highlight.text
+    assert best.text[best.highlight.start:best.highlight.end] == best.highlight.text

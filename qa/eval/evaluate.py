@@ -34,7 +34,7 @@ def evaluate(dataset_dir: str | Path, *, modes: Sequence[str] = MODES, distracto
     Returns:
         A JSON-ready report: metrics[mode][language or "all"] -> {"n", "R@1", ..., "MRR@10",
         "nDCG@10"}, answers[language] (or None), checks (hybrid against the legs), fusion
-        (`settings.fusion()`), seconds.
+        (`settings.fusion_settings()`), seconds.
 
     Raises:
         DatasetError: a dataset folder is incomplete.
@@ -73,7 +73,7 @@ def evaluate(dataset_dir: str | Path, *, modes: Sequence[str] = MODES, distracto
             "corpus": {"passages": len(qa.docs), "chunks": len(qa.chunks), "index": index_info["folder"],
                        "index_cached": index_info["cached"], "passages_embedded": index_info["embedded"]},
             "model": qa.manifest["model"]["name"],
-            "fusion": settings.fusion(),
+            "fusion": settings.fusion_settings(),
             "metrics": metrics,
             "answers": stats,
             "checks": hybrid_checks(metrics, ks),

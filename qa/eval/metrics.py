@@ -19,7 +19,7 @@ MODES = ("bm25", "dense", "hybrid")
 METRIC_KS = (1, 5, 10)
 ASK_K = 5                 # citations per answer, as the chat shows them
 CHUNKS_PER_PASSAGE = 3    # chunk hits fetched per passage rank wanted (a passage may be 2-3 chunks)
-ACCEPT_MARGIN = 0.01      # hybrid may trail the better single leg by this much
+ACCEPT_MARGIN = 0.005     # hybrid may trail the better single leg by this much
 CROSS_LINGUAL_MARGIN = 0.05
 
 

@@ -65,14 +65,17 @@ def _sweep_md(sw: dict) -> list[str]:
            "|---|" + "---:|" * len(sw["groups"])]
     for mode, per in sw["legs"].items():
         out.append(f"| {mode} | " + " | ".join(f"{per[g]['R@5']:.3f} / {per[g]['MRR@10']:.3f}" for g in sw["groups"]) + " |")
-    out += ["", "| rrf k | bm25:dense | depth | mean MRR@10 | mean R@5 | score | worst margin | ok |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out += ["", "| setting | mean MRR@10 | mean R@5 | score | worst margin | ok |", "|---|---:|---:|---:|---:|---|"]
     for r in sw["rows"]:
-        f = r["fusion"]
         mark = " (best)" if r is sw["best"] or r == sw["best"] else (" (default)" if r == sw["default"] else "")
-        out.append(f"| {f['rrf_k']} | {f['weights']['bm25']:g}:{f['weights']['dense']:g} | {f['depth']} | "
-                   f"{r['mean_MRR@10']:.4f} | {r['mean_R@5']:.4f} | {r['score']:.4f} | {r['worst_margin']:+.4f} | "
-                   f"{'yes' if r['ok'] else 'no'}{mark} |")
+        out.append(f"| {r['label']} | {r['mean_MRR@10']:.4f} | {r['mean_R@5']:.4f} | {r['score']:.4f} | "
+                   f"{r['worst_margin']:+.4f} | {'yes' if r['ok'] else 'no'}{mark} |")
+    if sw.get("leave_one_out"):
+        out += ["", "Leave one set out: the setting picked without a set, on that set.", "",
+                "| left out | picked without it | held-out R@5 / MRR@10 | worst margin | ok |", "|---|---|---|---:|---|"]
+        for name, h in sw["leave_one_out"].items():
+            held = ", ".join(f"{g} {m['R@5']:.3f} / {m['MRR@10']:.3f}" for g, m in h["held_out"].items())
+            out.append(f"| {name} | {h['label']} | {held} | {h['worst_margin']:+.4f} | {'yes' if h['ok'] else 'no'} |")
     out += ["", (f"Best: {sw['best']['label']} (score {sw['best']['score']:.4f}); "
              f"current default: {sw['default']['label']} (score {sw['default']['score']:.4f}). "
              f"{sw['seconds']:g} s."), ""]
