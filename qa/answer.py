@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .chunking import Chunk, split_sentences
+from .conversation import context_questions
 from .corpus import Document
 from .embedding import Embedder
 from .fusion import Hit
@@ -117,6 +118,7 @@ class Answer:
     language: str
     answer_found: bool
     citations: tuple[Citation, ...] = ()
+    context: tuple[str, ...] = ()   # the earlier questions a follow-up was searched with
 
     @property
     def answer_citation(self) -> Citation | None:
@@ -132,7 +134,7 @@ class Answer:
         """The structure `qa ask --json` prints."""
         return {
             "question": self.question, "language": self.language, "answer_found": self.answer_found,
-            "citations": [c.to_dict() for c in self.citations],
+            "citations": [c.to_dict() for c in self.citations], "context": list(self.context) or None,
         }
 
 
@@ -207,7 +209,8 @@ def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: M
         highlight = best_sentence(chunk.text, spans[i], vectors[bounds[i]:bounds[i + 1]], query.vector, query_terms,
                                   [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]], expects)
         citations.append(Citation.of(i + 1, hit, chunk, docs.get(chunk.doc_id), highlight))
-    return Answer(query.text, query.language, answers_question(citations, query.language), tuple(citations))
+    return Answer(query.text, query.language, answers_question(citations, query.language), tuple(citations),
+                  tuple(context_questions(query)))
 
 
 class SentenceVectors:

@@ -20,13 +20,15 @@ class Query:
     """What retrieval and answer assembly need of a question, computed once.
 
     `terms` is None when the BM25 leg does not run, `vector` None when the dense leg does not.
-    Filters, a conversation history or a per-question fusion policy extend this value.
+    `context` is the earlier question a follow-up leans on (prepared the same way, with its own
+    context), None for a question that stands alone; see conversation.py.
     """
 
     text: str
     language: str
     terms: tuple[str, ...] | None = None
     vector: np.ndarray | None = None
+    context: Query | None = None
 
 
 def check_question(question: str) -> str:

@@ -119,3 +119,17 @@ def test_ask_without_index_builds_from_seeds(tmp_path, monkeypatch, capsys):
     answer = json.loads(captured.out)
     assert answer["answer_found"] and "400 vierkante kilometer" in answer["citations"][0]["highlight"]["text"]
     assert (tmp_path / "index" / "CURRENT").is_file()
+
+
+def test_chat_answers_follow_ups_with_the_questions_before_them(news_dir, tmp_path, capsys):
+    index = str(tmp_path / "index")
+    assert main(["build", str(news_dir), "--index", index, "--model", "hash-64"]) == 0
+    capsys.readouterr()
+    first, follow = "Wat meldt het CBS over de inflatie in Nederland?", "En hoeveel procent was het?"
+    assert main(["ask", first, follow, "--index", index, "--chat", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["context"] is None and lines[1]["context"] == [first]
+    assert main(["ask", first, follow, "--index", index, "--json"]) == 0  # without --chat every question is alone
+    assert all(json.loads(line)["context"] is None for line in capsys.readouterr().out.splitlines())
+    assert main(["ask", first, follow, "--index", index, "--chat"]) == 0
+    assert f"(met de vorige vraag: {first})" in capsys.readouterr().out

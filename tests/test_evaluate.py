@@ -452,3 +452,54 @@ def test_real_model_on_an_xquad_subset(tmp_path, real_embedder):
     assert report["checks"]["en_vs_nl"]["ok"], report["checks"]
     assert report["answers"]["all"]["answer_questions"] > 0
     assert report["answers"]["all"]["answer_sentence_accuracy"] >= 0.7, report["answers"]
+
+
+def _write_conversations(folder: Path, conversations: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in PASSAGES), encoding="utf-8")
+    (folder / "conversations.jsonl").write_text("".join(json.dumps(c) + "\n" for c in conversations), encoding="utf-8")
+    return folder
+
+
+CONVERSATIONS = [
+    {"id": "c1", "lang": "nl", "kind": "followup", "turns": [
+        {"question": "Wat meldt het CBS over de inflatie?", "answer": "9,6 procent", "gold": ["p-inflatie"]},
+        {"question": "En in welke maand daalde die?", "answer": "december", "gold": ["p-inflatie"]}]},
+    {"id": "c2", "lang": "nl", "kind": "standalone", "turns": [
+        {"question": "Wat meldt het CBS over de inflatie?", "answer": "9,6 procent", "gold": ["p-inflatie"]},
+        {"question": "Wie werd uitgeroepen tot beste speler van het WK voetbal in Qatar?", "answer": "Messi", "gold": ["p-wk"]}]},
+]
+
+
+def test_followups_are_asked_with_and_without_the_earlier_turns(tmp_path):
+    from qa.eval import evaluate_followups
+
+    result = evaluate_followups(_write_conversations(tmp_path / "conv", CONVERSATIONS), model="hash-64")
+    assert result["conversations"] == 2 and result["kinds"] == {"followup": 1, "standalone": 1}
+    follow, alone = result["results"]["followup"]["all"], result["results"]["standalone"]["all"]
+    assert follow["n"] == alone["n"] == 1 and result["first_turns"]["all"]["n"] == 2
+    assert follow["context_used"] == 1.0 and alone["context_used"] == 0.0  # the new topic stands alone
+    assert alone["with_context"] == alone["alone"]  # and is answered exactly as if asked alone
+    assert all(0 <= m[key] <= 1 for per in result["results"].values() for m in per.values()
+               for key in ("with_context", "alone", "found_with_context", "found_alone"))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"kind": "chat"}, "kind"), ({"turns": [{"question": "x", "answer": "y", "gold": ["p-wk"]}]}, "two or more turns"),
+    ({"turns": [{"question": "x", "answer": "y", "gold": ["nope"]}] * 2}, "not in passages.jsonl"),
+])
+def test_bad_conversations_are_refused_with_the_line(tmp_path, damage, message):
+    from qa.eval import load_conversations
+
+    folder = _write_conversations(tmp_path / "conv", [{**CONVERSATIONS[0], **damage}])
+    with pytest.raises(DatasetError, match=f"conversations.jsonl:1: .*{message}"):
+        load_conversations(folder)
+
+
+def test_cli_eval_runs_conversation_sets_next_to_question_sets(tiny, tmp_path, capsys):
+    folder = _write_conversations(tmp_path / "conv", CONVERSATIONS)
+    assert main(["eval", str(tiny), str(folder), "--model", "hash-64", "--json", "--no-answers"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [r["dataset"] for r in result["reports"]] == ["tiny"] and [f["dataset"] for f in result["followups"]] == ["conv"]
+    assert main(["eval", str(folder), "--model", "hash-64"]) == 0
+    assert "## conv (conversations)" in capsys.readouterr().out

@@ -13,7 +13,8 @@ chunk hits map to their passage (the JSONL id) at the rank of its best chunk. Se
     report["metrics"]["hybrid"]["en"]["R@5"]
 
 Modules: datasets (reading sets), workspace (shared embedder and indexes), metrics, evaluate,
-sweep, calibrate, report (Markdown, plot, files) and cli (`qa eval`).
+sweep, calibrate, followups (conversations: follow-up questions with and without the earlier
+turns), report (Markdown, plot, files) and cli (`qa eval`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from .calibrate import QUANTILES, SEED_CHECKS, calibrate, choose_threshold
 from .datasets import Dataset, DatasetError, Question, load_dataset, load_passages
 from .evaluate import evaluate
+from .followups import evaluate_followups, load_conversations
 from .metrics import (
     ACCEPT_MARGIN,
     ASK_K,
@@ -40,7 +42,7 @@ from .workspace import CachingEmbedder, Workspace
 __all__ = [
     "ACCEPT_MARGIN", "ASK_K", "METRIC_KS", "MODES", "QUANTILES", "SEED_CHECKS", "SWEEP_DEPTHS", "SWEEP_METRICS",
     "SWEEP_RRF_K", "SWEEP_WEIGHTS", "CachingEmbedder", "Dataset", "DatasetError", "Question", "Workspace",
-    "answer_stats", "calibrate", "choose_threshold", "evaluate", "hybrid_checks", "load_dataset", "load_passages",
+    "answer_stats", "calibrate", "choose_threshold", "evaluate", "evaluate_followups", "load_conversations", "hybrid_checks", "load_dataset", "load_passages",
     "metric_names", "per_question_metrics", "plot", "rank_passages", "sweep", "sweep_grid", "to_markdown",
     "top_cosine", "write_outputs",
 ]

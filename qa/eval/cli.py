@@ -10,6 +10,7 @@ from ..errors import QAError
 from .calibrate import calibrate
 from .datasets import DatasetError
 from .evaluate import evaluate
+from .followups import evaluate_followups, is_followup_set
 from .metrics import METRIC_KS, MODES
 from .report import to_markdown, write_outputs
 from .sweep import sweep
@@ -55,11 +56,14 @@ def run(args) -> int:
         if args.calibrate:
             result["calibration"] = calibrate(args.datasets, args.calibrate, seeds=args.seeds, limit=args.limit, workspace=ws)
         if not (args.sweep or args.calibrate):
+            sets = [d for d in args.datasets if not is_followup_set(d)]
             result["reports"] = [
                 evaluate(d, modes=modes, distractors=args.distractors, ks=args.ks, limit=args.limit,
                          answers=not args.no_answers, workspace=ws)
-                for d in args.datasets
+                for d in sets
             ]
+            if followups := [d for d in args.datasets if is_followup_set(d)]:
+                result["followups"] = [evaluate_followups(d, distractors=args.distractors, workspace=ws) for d in followups]
     if args.out:
         written = write_outputs(result, args.out)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

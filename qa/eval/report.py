@@ -22,7 +22,23 @@ def to_markdown(result: dict) -> str:
         out += _sweep_md(sw)
     if cal := result.get("calibration"):
         out += _calibration_md(cal)
+    for f in result.get("followups", []):
+        out += _followups_md(f)
     return "\n".join(out)
+
+
+def _followups_md(f: dict) -> list[str]:
+    """Later turns answered (answer phrase in a top-3 highlight) with and without the earlier turns."""
+    out = [f"## {f['dataset']} (conversations)", "",
+           f"{f['conversations']} conversations ({', '.join(f'{n} {k}' for k, n in f['kinds'].items())}); a turn counts "
+           "when its answer phrase is in one of the first 3 highlights.", "",
+           "| turns | language | n | with earlier turns | alone | gold cited (with / alone) | context used |",
+           "|---|---|---:|---:|---:|---|---:|"]
+    for label, per in [("first turns", f["first_turns"]), *((f"later turns, {k}", v) for k, v in f["results"].items())]:
+        for lang, m in per.items():
+            out.append(f"| {label} | {lang} | {m['n']} | {m['with_context']:.3f} | {m['alone']:.3f} | "
+                       f"{m['found_with_context']:.3f} / {m['found_alone']:.3f} | {m['context_used']:.3f} |")
+    return out + [""]
 
 
 def _report_md(rep: dict) -> list[str]:

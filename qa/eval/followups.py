@@ -1,0 +1,122 @@
+"""`evaluate_followups`: multi-turn conversations, asked with and without the earlier turns.
+
+A follow-up set is a folder with `passages.jsonl` (the corpus, as for the other sets) and
+`conversations.jsonl`: {"id", "lang", "kind": "followup" | "standalone", "turns": [{"question",
+"answer", "gold": [passage ids]}, ...]}. In a "followup" conversation the later turns lean on the
+earlier ones ("Hoeveel is daar bevrijd?"); in a "standalone" one turn 2 is a complete question on
+another article, which the earlier turn must not drag along.
+
+A turn counts as answered when its answer phrase is inside the highlight of one of the first
+TOP_K citations (case-insensitive), and as found when a gold passage is among them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import PASSAGES_FILE, DatasetError, corpus_files, load_passages
+from .workspace import Workspace, progress_bar, shared_workspace
+
+CONVERSATIONS_FILE = "conversations.jsonl"
+TOP_K = 3
+KINDS = ("followup", "standalone")
+
+
+def is_followup_set(folder: str | Path) -> bool:
+    """Whether a dataset folder holds conversations (rather than questions.jsonl)."""
+    return (Path(folder) / CONVERSATIONS_FILE).is_file()
+
+
+def load_conversations(folder: str | Path) -> list[dict]:
+    """Read and check conversations.jsonl.
+
+    Raises:
+        DatasetError: the file is missing, a line is not a conversation, or a gold id is unknown.
+    """
+    folder = Path(folder)
+    path, passages = folder / CONVERSATIONS_FILE, folder / PASSAGES_FILE
+    for p in (path, passages):
+        if not p.is_file():
+            raise DatasetError(f"{p} is missing; a follow-up set holds {PASSAGES_FILE} and {CONVERSATIONS_FILE}")
+    ids = {str(json.loads(line)["id"]) for line in passages.read_text(encoding="utf-8").splitlines() if line.strip()}
+    conversations = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            c = json.loads(line)
+            turns = [(str(t["question"]).strip(), str(t["answer"]), [str(g) for g in t["gold"]]) for t in c["turns"]]
+            ok = c["kind"] in KINDS and len(turns) >= 2 and all(q and a and gold for q, a, gold in turns)
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise DatasetError(f"{path}:{number}: expected a conversation with a kind ({', '.join(KINDS)}) and two or "
+                               "more turns, each with question, answer and gold")
+        unknown = [g for _, _, gold in turns for g in gold if g not in ids]
+        if unknown:
+            raise DatasetError(f"{path}:{number}: gold passages {unknown} are not in {PASSAGES_FILE}; fix the dataset")
+        conversations.append({"id": str(c["id"]), "lang": c.get("lang", "nl"), "kind": c["kind"], "turns": turns})
+    if not conversations:
+        raise DatasetError(f"{path} has no conversations")
+    return conversations
+
+
+def evaluate_followups(folder: str | Path, *, distractors: Sequence[str | Path] = (), embedder=None,
+                       model: str | None = None, index_dir: str | Path | None = None, progress: bool = False,
+                       workspace: Workspace | None = None) -> dict:
+    """Ask every later turn with the earlier turns as history and alone; report both.
+
+    Returns:
+        {"dataset", "conversations", "kinds" (counts), "results": {kind: {language or "all": {"n",
+        "with_context", "alone", "found_with_context", "found_alone", "context_used"}}}, "first_turns"
+        (the same for turn 1, asked alone), "seconds"}.
+    """
+    with shared_workspace(workspace, embedder=embedder, model=model, index_dir=index_dir, progress=progress) as ws:
+        started = time.perf_counter()
+        conversations = load_conversations(folder)
+        own = load_passages(folder)
+        qa, _ = ws.index(corpus_files(own, [load_passages(d) for d in distractors]))
+        rows: dict[str, list] = {"first": []}
+        for c in progress_bar(conversations, f"{own.name} conversations", ws.progress):
+            history = []
+            for n, (question, phrase, gold) in enumerate(c["turns"]):
+                alone = _judge(qa.ask(question, k=TOP_K), phrase, gold)
+                if n == 0:
+                    rows["first"].append((c["lang"], alone, alone, False))
+                else:
+                    answer = qa.ask(question, k=TOP_K, history=history)
+                    rows.setdefault(c["kind"], []).append((c["lang"], _judge(answer, phrase, gold), alone, bool(answer.context)))
+                history.append(question)
+        return {
+            "dataset": own.name, "conversations": len(conversations),
+            "kinds": {k: sum(c["kind"] == k for c in conversations) for k in KINDS},
+            "results": {kind: _summary(rs) for kind, rs in rows.items() if kind != "first"},
+            "first_turns": _summary(rows["first"]),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+
+
+def _judge(answer, phrase: str, gold: list[str]) -> tuple[bool, bool]:
+    cited = answer.citations[:TOP_K]
+    return (any(phrase.casefold() in c.highlight.text.casefold() for c in cited),
+            any(c.doc_id in gold for c in cited))
+
+
+def _summary(rows: list) -> dict:
+    groups: dict[str, list] = {"all": rows}
+    for row in rows:
+        groups.setdefault(row[0], []).append(row)
+    return {g: {"n": len(rs),
+                "with_context": _mean([r[1][0] for r in rs]), "alone": _mean([r[2][0] for r in rs]),
+                "found_with_context": _mean([r[1][1] for r in rs]), "found_alone": _mean([r[2][1] for r in rs]),
+                "context_used": _mean([r[3] for r in rs])}
+            for g, rs in groups.items()}
+
+
+def _mean(values: list) -> float:
+    return round(float(np.mean(values)), 4) if values else 0.0
