@@ -61,3 +61,12 @@ def test_ask_with_history_uses_the_previous_question_only_for_a_follow_up(hash_q
 def test_a_bad_earlier_question_is_a_question_error(hash_qa):
     with pytest.raises(QuestionError):
         hash_qa.ask("En daar?", history=[""])
+
+
+@pytest.mark.parametrize("text, language, leans", [
+    ("Wanneer gebeurde dat?", "nl", True), ("Wie zei het?", "nl", True), ("Who said it?", "en", True),
+    ("Wat is het nieuwe plan van het kabinet voor de woningbouw?", "nl", False),  # "het" early in a full question
+    ("Is that the largest harbour of Europe by tonnage?", "en", False),
+])
+def test_articles_and_relative_pronouns_point_back_only_at_the_end(text, language, leans):
+    assert leans_on_context(_q(text, language, ("a", "b", "c", "d"))) is leans
