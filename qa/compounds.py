@@ -20,6 +20,7 @@ from importlib import resources
 
 WORDS_FILE = "nl_words.tsv.gz"
 MIN_WORD = 8            # shorter words are left whole
+MAX_WORD = 40           # longer "words" (hostile input, run-together text) too: no compound is that long
 COMMON_ZIPF = 3.5       # a word at least this frequent is a word of its own, not split
 PART_ZIPF = 2.5         # a part must be at least this frequent (every listed word is)...
 SHORT_PART_ZIPF = 4.5   # ...and a three-letter part ("wet", "zee") this frequent
@@ -53,7 +54,7 @@ def split_compound(word: str) -> tuple[str, ...]:
         Two or more known words whose concatenation (with linking letters) is `word`, e.g.
         ("energie", "prijzen") for "energieprijzen"; () for short, common or unknown words.
     """
-    if len(word) < MIN_WORD or any(_lexicon().get(form, 0.0) >= COMMON_ZIPF for form in _forms(word)):
+    if not MIN_WORD <= len(word) <= MAX_WORD or any(_lexicon().get(form, 0.0) >= COMMON_ZIPF for form in _forms(word)):
         return ()
     return _readings(word) or ()
 
