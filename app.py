@@ -1,8 +1,12 @@
 """nieuws-QA chat: ask questions about Dutch news in the browser; answers are cited passages.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--index index] [--corpus seeds] [--model M]
+                  [--watch SECONDS] [--allow-upload]
 
-Builds the index first when it is missing or stale for the corpus, then serves the chat.
+Syncs the index with the corpus first when it is missing or stale (only new and changed articles
+are embedded), then serves the chat. While it runs, a new index generation made by `qa sync` in
+another process is picked up by the next question; `--watch` syncs the corpus folder itself
+whenever its files change, and `--allow-upload` lets visitors add articles (see SECURITY.md).
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "0" if "--model" in sys.argv else "1")
 import argparse
 import logging
 import threading
-import time
+from pathlib import Path
 
 import gradio as gr
 from starlette.middleware import Middleware
 
 from qa import QA, QAError, QuestionError
 from qa.api import MAX_QUESTION_CHARS
+from qa.conversation import MAX_HISTORY
+from qa.live import LiveQA, Watcher
+from qa.upload import MAX_UPLOAD_BYTES, place_uploads
 
 log = logging.getLogger("nieuws-qa.app")
 
@@ -62,13 +69,13 @@ LABELS = {
                         "dichtstbijzijnde passages; dat is geen antwoord.",
            "no_passages": "Er zijn geen passages gevonden.", "sources": "Bronnen van het laatste antwoord",
            "no_date": "zonder datum", "legs": {"both": "BM25 + semantisch", "bm25": "BM25", "dense": "semantisch"},
-           "rank": "rang"},
+           "rank": "rang", "context": "met de vorige vraag"},
     "en": {"answer": "Answer", "passages": "Cited passages", "closest": "Closest passages",
            "not_found": "No passage in the corpus answers this question. Below are the closest passages; "
                         "they are not an answer.",
            "no_passages": "No passages were found.", "sources": "Sources of the last answer",
            "no_date": "undated", "legs": {"both": "BM25 + semantic", "bm25": "BM25", "dense": "semantic"},
-           "rank": "rank"},
+           "rank": "rank", "context": "using the previous question"},
 }
 EMPTY_QUESTION = "Typ een vraag, in het Nederlands of het Engels. / Type a question, in Dutch or English."
 TOO_LONG = (f"Deze vraag is te lang (maximaal {MAX_QUESTION_CHARS:,} tekens); stel een kortere vraag. / "
@@ -126,7 +133,8 @@ def _sources(answer, t: dict) -> str:
     return f"<div class='nqa-sources'><h3>{esc(t['sources'])}</h3><ol>{items}</ol></div>"
 
 
-def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 5) -> tuple[str, str]:
+def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 5,
+                    history: list[str] | tuple = ()) -> tuple[str, str]:
     """Answer a question as a chat message and a sources panel, both safe HTML.
 
     Args:
@@ -134,12 +142,13 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
         question: the user's question, Dutch or English.
         lang: label language ("nl" or "en"); default: the language of the question.
         k: how many passages to cite.
+        history: the earlier questions of this chat, oldest first (a follow-up is searched with them).
 
     Returns:
         (chat message, sources panel). Never raises: problems become a friendly message.
     """
     try:
-        answer = qa.ask(question, k=k)
+        answer = qa.ask(question, k=k, history=history)
     except QuestionError:
         too_long = isinstance(question, str) and len(question) > MAX_QUESTION_CHARS
         return _message(esc(TOO_LONG if too_long else EMPTY_QUESTION)), SOURCES_PLACEHOLDER
@@ -160,6 +169,9 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
         best = answer.citations[0]
         lead = (f"<p class='nqa-notfound'>{esc(t['not_found'])}</p>"
                 f"<p class='nqa-label nqa-closest'>{esc(t['closest'])}</p>")
+    if answer.context:
+        # Unobtrusive, but the reader should know the answer also rests on the earlier question.
+        lead = f"<p class='nqa-context'>{esc(t['context'])}: “{esc(answer.context[-1])}”</p>" + lead
     body = lead + "".join(_passage(c, t, open_=c is best) for c in answer.citations)
     return _message(body), _sources(answer, t)
 
@@ -169,8 +181,8 @@ def respond(qa: QA, message: str, history: list | None) -> tuple[list, str]:
     return _with_answer(qa, message, _with_question(message, history))
 
 
-def _with_answer(qa: QA, question: str, history: list) -> tuple[list, str]:
-    reply, sources = answer_markdown(qa, question)
+def _with_answer(qa: QA, question: str, history: list, asked: list[str] | tuple = ()) -> tuple[list, str]:
+    reply, sources = answer_markdown(qa, question, history=asked)
     return [*history, {"role": "assistant", "content": reply}], sources
 
 
@@ -185,6 +197,7 @@ CSS = """
 .nqa-label { font-size: 0.78em; font-weight: 700; text-transform: uppercase; letter-spacing: 0.05em; color: #6b7280; }
 .nqa-quote { margin: 0.2em 0 0.7em; padding: 0.45em 0.8em; border-left: 4px solid #d97706; background: rgba(245, 158, 11, 0.1); font-size: 1.05em; }
 .nqa-notfound { font-weight: 700; }
+.nqa-context { font-size: 0.8em; color: #6b7280; font-style: italic; }
 .nqa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.4em 0.7em; margin: 0.4em 0; font-size: 0.94em; }
 .nqa-passage summary { cursor: pointer; display: flex; flex-wrap: wrap; gap: 0 0.5em; align-items: baseline; }
 .nqa-passage summary::-webkit-details-marker { display: none; }
@@ -207,22 +220,49 @@ CSS = """
 """
 
 
-def build_app(qa: QA) -> gr.Blocks:
-    """The chat UI around one loaded, shared index. Launch it with `launch_app`."""
+def upload_articles(live: LiveQA, corpus: Path, files: list[str] | None) -> str:
+    """Place uploaded files in the corpus folder and sync the index; a message per file (safe HTML)."""
+    if not files:
+        return _message(esc(UPLOAD_NOTHING))
+    qa = live.get()
+    results = place_uploads([(f, Path(f).name) for f in files], corpus, lambda doc_id: doc_id in qa.docs)
+    lines = [f"{'✓' if r.ok else '✗'} {esc(r.name)}: {esc(r.message)}" for r in results]
+    if any(r.ok for r in results):
+        try:
+            report = QA.sync([corpus], live.index_dir, embedder=qa.embedder, skip_bad=True)
+            live.get()  # the next question answers from the new index
+            lines.append(esc(f"Index: {report.summary()}"))
+        except QAError as exc:
+            log.warning("sync after an upload failed: %s", exc)
+            lines.append(esc(f"De index kon niet worden bijgewerkt / The index could not be updated: {exc}"))
+    return _message("<br>".join(lines))
+
+
+UPLOAD_NOTHING = "Kies eerst bestanden (.txt, .md, .jsonl). / Choose files first (.txt, .md, .jsonl)."
+
+
+def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None) -> gr.Blocks:
+    """The chat UI around one shared index (a `QA`, followed as its folder gets new generations).
+    With `upload_to` (the corpus folder), an "add articles" control. Launch it with `launch_app`."""
+    live = qa if isinstance(qa, LiveQA) else LiveQA(qa)
 
     def show_question(message, history):
         return "", _with_question(message or "", history), message
 
-    def answer_turn(question, history):
-        return _with_answer(qa, question, history)
+    def answer_turn(question, history, asked):
+        chat, sources = _with_answer(live.get(), question, history, asked)
+        # Only questions that could be asked become context for the next ones.
+        valid = isinstance(question, str) and question.strip() and len(question) <= MAX_QUESTION_CHARS
+        return chat, sources, [*asked, question][-MAX_HISTORY:] if valid else asked
 
     def ask(question: str) -> str:
         """Answer a question; returns the chat message (HTML)."""
-        return answer_markdown(qa, question)[0]
+        return answer_markdown(live.get(), question)[0]
 
     with gr.Blocks(title="nieuws-QA", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         pending = gr.State("")
+        asked = gr.State([])  # this browser tab's earlier questions, for follow-ups
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 chatbot = gr.Chatbot(show_label=False, height=680, latex_delimiters=[], buttons=["copy"], autoscroll=False,
@@ -233,12 +273,20 @@ def build_app(qa: QA) -> gr.Blocks:
                 # Markdown, not gr.HTML: gr.HTML evaluates templates with eval, which the CSP forbids.
                 sources = gr.Markdown(SOURCES_PLACEHOLDER, elem_id="nqa-sources", container=True)
                 examples = gr.Examples(EXAMPLES, inputs=box, label="Voorbeeldvragen / Example questions")
+                if upload_to is not None:
+                    with gr.Accordion("Artikelen toevoegen / Add articles", open=False, elem_id="nqa-upload"):
+                        files = gr.File(file_count="multiple", file_types=[".txt", ".md", ".jsonl"], type="filepath",
+                                        label=f".txt, .md, .jsonl (max {MAX_UPLOAD_BYTES // 1_000_000} MB)")
+                        send = gr.Button("Toevoegen / Add")
+                        status = gr.Markdown(elem_id="nqa-upload-status")
+                    send.click(lambda f: (upload_articles(live, Path(upload_to), f), None), files, [status, files],
+                               api_visibility="private")
         for trigger in (box.submit(show_question, [box, chatbot], [box, chatbot, pending], queue=False,
                                    api_visibility="private"),
                         examples.load_input_event.then(show_question, [box, chatbot], [box, chatbot, pending],
                                                        queue=False, api_visibility="private")):
-            trigger.then(answer_turn, [pending, chatbot], [chatbot, sources], api_visibility="private")
-        chatbot.clear(lambda: SOURCES_PLACEHOLDER, None, sources, api_visibility="private")
+            trigger.then(answer_turn, [pending, chatbot, asked], [chatbot, sources, asked], api_visibility="private")
+        chatbot.clear(lambda: (SOURCES_PLACEHOLDER, []), None, [sources, asked], api_visibility="private")
         gr.api(ask, api_name="ask")
     # The model and indexes are shared and searching is read-only (the embedder serialises its
     # own encodes), so a few questions may run at once; a bounded queue refuses floods.
@@ -269,23 +317,21 @@ def launch_app(demo: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, bl
     # The bundled SemiBold (600) font files are incomplete subsets; stick to 400 and 700.
     theme = theme.set(prose_header_text_weight="700", button_large_text_weight="700", button_medium_text_weight="700")
     return demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
-                       head=HEAD, css=CSS, theme=theme, footer_links=[],
+                       head=HEAD, css=CSS, theme=theme, footer_links=[], max_file_size=MAX_UPLOAD_BYTES,
                        app_kwargs={"middleware": [Middleware(_SecurityHeaders)]}, **kwargs)
 
 
 def load_or_build(index: str, corpus: str, model: str | None) -> QA:
-    """Open the index, building it first (with progress on the console) if it does not fit the corpus."""
-    started = []
+    """Open the index, syncing it first (with progress on the console) if it does not fit the
+    corpus: only new and changed articles are embedded."""
 
     def announce(reason: str) -> None:
-        print(f"Building the index in {index}/ from {corpus}/ first (reason: {reason})", flush=True)
-        started.append(time.perf_counter())
+        print(f"Indexing {corpus}/ into {index}/ first (reason: {reason})", flush=True)
 
-    qa = QA.open_or_build([corpus], index, model, progress=True, on_build=announce)
-    if started:
-        print(f"Indexed {len(qa.docs)} document(s) as {len(qa.chunks)} chunks in {time.perf_counter() - started[0]:.1f} s",
-              flush=True)
-    return qa
+    def done(report) -> None:
+        print(f"Indexed: {report.summary()}", flush=True)
+
+    return QA.open_or_build([corpus], index, model, progress=True, on_build=announce, on_sync=done)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--index", default="index", help="index folder (default: index/)")
     p.add_argument("--corpus", default="seeds", help="corpus folder, indexed when the index is missing or stale (default: seeds/)")
     p.add_argument("--model", default=None, help="sentence-transformers model name or folder (default: bundled multilingual-e5-small)")
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="look at the corpus folder every SECONDS and sync the index when its files changed")
+    p.add_argument("--allow-upload", action="store_true",
+                   help="let visitors add .txt/.md/.jsonl articles to the corpus folder (off by default; see SECURITY.md)")
     args = p.parse_args(argv)
+    if args.watch is not None and not args.watch > 0:
+        p.error("--watch takes a number of seconds above 0")
+    if (args.watch or args.allow_upload) and not Path(args.corpus).is_dir():
+        p.error(f"--watch and --allow-upload need --corpus to be a folder; {args.corpus} is not one")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks
     try:
@@ -303,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    demo = build_app(qa)
+    live = LiveQA(qa, args.index)
+    if args.watch:
+        Watcher(live, args.corpus, args.watch).start()
+    demo = build_app(live, upload_to=args.corpus if args.allow_upload else None)
     launch_app(demo, host=args.host, port=args.port, block=False, quiet=True)
     # The first encode pays torch's warm-up (seconds): pay it now, while the first visitor's page loads.
     threading.Thread(target=answer_markdown, args=(qa, EXAMPLES[0]), daemon=True).start()

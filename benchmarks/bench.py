@@ -1,6 +1,7 @@
 """Scale benchmark: BM25, dense and hybrid legs at 10k-1M chunks, and embedding throughput.
 
     python benchmarks/bench.py --data data [--json] [--sizes 10000,100000,1000000] [--quick] [--workdir DIR]
+                               [--only search|sync]
     python benchmarks/bench.py --table result.json     # the tables of an earlier --json run
 
 --data is the folder holding the real data sets (xquad_nl/, ntrex_nl/); default `data` in the
@@ -23,6 +24,8 @@ What is synthetic and what is real:
 - Hybrid: real Dutch and English questions embedded by the real model at its default precision
   (one thread), the BM25 leg on the analysed question, the dense leg on the query vector, RRF.
 - Embedding: real Dutch passages (xquad_nl, ntrex_nl) through each precision path.
+- Sync: 10 real Dutch news articles (ntrex_nl) embedded by the real model into an index of
+  synthetic articles with synthetic vectors (sync_phase.py).
 Method and results: BENCHMARKS.md.
 """
 
@@ -43,7 +46,8 @@ if not __package__:
     # one load as the `benchmarks` package. Appended, so an installed `qa` still comes first.
     sys.path.append(str(SCRIPT.parent.parent))
 
-PHASES = ("build", "serve", "rank", "sweep", "embed")
+PHASES = ("build", "serve", "rank", "sweep", "embed", "syncbase", "sync", "syncrecall")
+PARTS = ("search", "sync")
 NEEDED = ("xquad_nl/questions.jsonl", "xquad_nl/passages.jsonl", "ntrex_nl/passages.jsonl")
 
 
@@ -67,6 +71,12 @@ def _phase(phase: str, n: int, folder: Path, data: Path, quick: bool) -> dict:
         return phases.rank(n, folder, data, quick)
     if phase == "sweep":
         return phases.sweep(n)
+    if phase in ("syncbase", "sync", "syncrecall"):
+        from benchmarks import sync_phase
+
+        if phase == "syncrecall":
+            return sync_phase.masked_recall(n)
+        return sync_phase.base(n, folder, data) if phase == "syncbase" else sync_phase.measure(n, folder, data)
     return phases.embed(data, quick)
 
 
@@ -83,7 +93,7 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {msg}", file=sys.stderr, flush=True)
 
 
-def run(sizes: list[int], quick: bool, workdir: Path, data: Path) -> dict:
+def run(sizes: list[int], quick: bool, workdir: Path, data: Path, parts: tuple[str, ...] = PARTS) -> dict:
     """Every phase at every size, each in its own process; the results as one JSON-ready dict."""
     from benchmarks.measure import loadavg, mem_available_mb
     from qa.dense import HNSW_THRESHOLD
@@ -94,6 +104,20 @@ def run(sizes: list[int], quick: bool, workdir: Path, data: Path) -> dict:
     for n in sizes:
         folder = workdir / f"n{n}"
         folder.mkdir(parents=True, exist_ok=True)
+        if "sync" in parts:
+            if (folder / "syncbase.json").exists():  # a workdir of an earlier run: its base index is reused
+                base = json.loads((folder / "syncbase.json").read_text())
+            else:
+                _log(f"sync: base index of {n:,} chunks")
+                base = _run_phase("syncbase", n, folder, data, quick)
+                (folder / "syncbase.json").write_text(json.dumps(base))
+            _log(f"sync into {n:,}")
+            result.setdefault("sync", {})[str(n)] = {"base": base, "sync": _run_phase("sync", n, folder, data, quick)}
+            if n == 100_000 and not quick:
+                _log("HNSW recall with masked and inserted nodes at 100k")
+                result["sync_hnsw_recall_100k"] = _run_phase("syncrecall", n, folder, data, quick)
+        if "search" not in parts:
+            continue
         _log(f"build {n:,}")
         build = _run_phase("build", n, folder, data, quick)
         (folder / "build.json").write_text(json.dumps(build))
@@ -109,6 +133,9 @@ def run(sizes: list[int], quick: bool, workdir: Path, data: Path) -> dict:
                                "(or --quick); extrapolate linearly from 100k"}
         result["sizes"][str(n)] = {"build": build, "serve": serve, "rank_bm25": rank}
         (folder / "ids.npy").unlink(missing_ok=True)
+    if "search" not in parts:
+        result["wall_s"] = round(time.perf_counter() - start, 1)
+        return result
     if not quick and 100_000 in sizes:
         _log("recall sweep at 100k")
         result["hnsw_recall_sweep_100k"] = _run_phase("sweep", 100_000, workdir, data, quick)
@@ -130,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer queries and passages, no sweeps, no 2-thread runs")
     parser.add_argument("--workdir", type=Path, help="where to write the generated corpora (default: a temp folder)")
     parser.add_argument("--table", type=Path, metavar="JSON", help="print the tables of an earlier --json result")
+    parser.add_argument("--only", choices=PARTS, help="run only the search phases (build, serve, rank_bm25, sweep, "
+                                                      "embedding) or only the sync phases")
     parser.add_argument("--phase", nargs=3, metavar=("NAME", "N", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.table:
@@ -148,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--phase must be one of {', '.join(PHASES)}, got {phase!r}")
         print(json.dumps(_phase(phase, int(n), Path(folder), data, args.quick)))
         return 0
+    parts = (args.only,) if args.only else PARTS
     sizes = _parse_sizes(args.sizes) if args.sizes else ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        result = run(sizes, args.quick, args.workdir.resolve(), data)
+        result = run(sizes, args.quick, args.workdir.resolve(), data, parts)
     else:
         with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
-            result = run(sizes, args.quick, Path(tmp), data)
+            result = run(sizes, args.quick, Path(tmp), data, parts)
     if args.json:
         print(json.dumps(result))
     else:

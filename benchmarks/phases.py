@@ -16,7 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from .measure import loadavg, mapped_mb, passages, pct, questions, read_jsonl, recall, rss_mb, status_mb, timed
-from .synthetic import ALPHA, SEED, clustered_vectors, exact_top, load_corpus, make_corpus, synthetic_chunks, synthetic_docs
+from .synthetic import (
+    ALPHA,
+    CHUNKS_PER_DOC,
+    SEED,
+    clustered_vectors,
+    exact_top,
+    load_corpus,
+    make_corpus,
+    synthetic_chunks,
+    synthetic_docs,
+)
 
 
 def build(n: int, folder: Path, data: Path, quick: bool) -> dict:
@@ -26,8 +36,9 @@ def build(n: int, folder: Path, data: Path, quick: bool) -> dict:
     from qa.chunking import ChunkSettings
     from qa.dense import HNSW_EF_SEARCH, DenseIndex
     from qa.embedding import load_embedder
-    from qa.index import write_generation
+    from qa.index import DocEntry, chunk_sha256, write_generation
     from qa.lexical import Analyzer, BM25Index
+    from qa.terms import TermCounts
 
     out: dict = {"n": n}
     t = time.perf_counter()
@@ -40,6 +51,17 @@ def build(n: int, folder: Path, data: Path, quick: bool) -> dict:
     out["bm25_build_s"] = round(time.perf_counter() - t, 2)
     out["bm25_terms"] = bm25.vocabulary_size
     out["bm25_postings"] = bm25.postings
+    # What QA.build and a sync do instead: count each chunk's terms, weigh from the counts.
+    t = time.perf_counter()
+    terms = TermCounts.count(docs, {})
+    out["term_counts_s"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    terms = terms.renumbered()
+    from_counts = terms.bm25()
+    out["bm25_from_counts_s"] = round(time.perf_counter() - t, 2)
+    out["bm25_from_counts_identical"] = (from_counts.terms == bm25.terms
+                                         and bool(np.array_equal(from_counts._data, bm25._data)))
+    del from_counts
 
     vectors = clustered_vectors(n)
     queries = clustered_vectors(300, seed=SEED + 7)
@@ -81,11 +103,16 @@ def build(n: int, folder: Path, data: Path, quick: bool) -> dict:
     # The manifest names the real model, so QA.load serves this index with it.
     model = load_embedder().identity.to_dict()
     t = time.perf_counter()
+    chunks = list(synthetic_chunks(docs))
+    entries = [DocEntry(d.doc_id, d, chunk_sha256(d.doc_id), i * CHUNKS_PER_DOC, min(CHUNKS_PER_DOC, n - i * CHUNKS_PER_DOC))
+               for i, d in enumerate(synthetic_docs(n))]
     generation = write_generation(
-        folder / "index", chunks=synthetic_chunks(docs), docs=synthetic_docs(n), vectors=vectors, dense=served,
-        bm25=bm25, model=model, chunking=ChunkSettings(), analyzer=Analyzer(),
+        folder / "index", chunks=chunks, docs=entries, vectors=vectors,
+        chunk_sha256=np.frombuffer(b"".join(chunk_sha256(c.text) for c in chunks), np.uint8).reshape(-1, 32),
+        terms=terms, dense=served, bm25=bm25, model=model, chunking=ChunkSettings(), analyzer=Analyzer(),
         corpus={"paths": [], "files": [], "synthetic": f"{n} chunks, benchmarks/bench.py"},
     )
+    del chunks
     out["write_index_s"] = round(time.perf_counter() - t, 1)
     files = store.read_manifest(generation)["files"]
     out["files_mb"] = {name: round(meta["bytes"] / 1e6, 1) for name, meta in files.items()}

@@ -5,6 +5,46 @@ from __future__ import annotations
 
 def format_table(r: dict) -> str:
     """The tables of one run's result (the dict bench.run returns)."""
+    parts = [format_search(r)] if r.get("sizes") else []
+    if r.get("sync"):
+        parts.append(format_sync(r))
+    return "\n\n".join(parts)
+
+
+def format_sync(r: dict) -> str:
+    """The sync tables: 10 new articles into n chunks, per stage, and HNSW recall when kept."""
+    lines = ["Sync (real model for the new chunks, load excluded; wall s; peak RSS of the sync process, model "
+             "included / above the model)", ""]
+    head = ("chunks", "run", "wall s", "embedded", "reused", "removed", "dense", "peak RSS MB", "above model MB",
+            "heap above model MB", "rebuild (extrapolated)")
+    rows, stages = [], []
+    for n, s in r["sync"].items():
+        base, m = s["base"], s["sync"]
+        rebuild_s = base["build_s"] + int(n) * m["embed_s_per_chunk"]
+        for label, run in m["runs"].items():
+            c = run["report"]["chunks"]
+            rows.append((f"{int(n):,}", label, f"{run['wall_s']:.1f}", c["embedded"], c["reused"], c["removed"],
+                         run["report"]["dense"], run["peak_rss_mb"], run["peak_over_model_mb"],
+                         run.get("peak_heap_over_model_mb", "-"),
+                         f"{rebuild_s / 3600:.1f} h" if label == "add 10" else ""))
+            stages.append((f"{int(n):,}", label, "; ".join(f"{k.strip()} {v}" for k, v in run["stages_s"].items())))
+    lines += grid(head, rows)
+    lines += ["", "Stages (s)", ""] + grid(("chunks", "run", "stages"), stages)
+    for n, s in r["sync"].items():
+        b, m = s["base"], s["sync"]
+        lines.append(f"\n{int(n):,}: base {b['chunks']:,} chunks / {b['documents']:,} articles ({b['corpus_mb']} MB of JSONL), "
+                     f"built without embedding in {b['build_s']:.0f} s; embedding {m['embed_s_per_chunk'] * 1000:.0f} ms "
+                     f"per chunk; load average {m['loadavg_start']}-{m['loadavg_end']}")
+    if "sync_hnsw_recall_100k" in r:
+        h = r["sync_hnsw_recall_100k"]
+        lines += ["", "HNSW recall@10 at 100k when a sync keeps the graph", ""]
+        lines += grid(("share", *h["masked"]), [("masked", *h["masked"].values())])
+        lines += grid(("share", *h["inserted"]), [("inserted", *h["inserted"].values())])
+    return "\n".join(lines)
+
+
+def format_search(r: dict) -> str:
+    """The search tables (scale, dense kinds, memory, embedding)."""
     lines = ["Scale (per query, one thread; latency p50/p95 in ms; hybrid includes the query embedding)", ""]
     head = ("chunks", "bm25 build s", "bm25 disk MB", "dense kind", "dense build s", "dense disk MB", "QA.load s",
             "RSS MB", "bm25 p50/p95", "dense p50/p95", "hybrid p50/p95", "embed q p50", "rank_bm25 p50",

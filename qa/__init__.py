@@ -19,15 +19,17 @@ from .errors import (
     ModelMismatchError,
     QAError,
     QuestionError,
+    SyncError,
 )
 
 # The heavy parts (numpy, faiss, torch) load on first use, so `qa --help` and the error classes
 # stay instant.
 _LAZY = {"QA": "api", "check_question": "query", "Query": "query", "Answer": "answer", "Citation": "answer",
-         "Highlight": "answer", "Hit": "fusion", "SearchSettings": "fusion", "Chunk": "chunking", "Document": "corpus"}
+         "Highlight": "answer", "Hit": "fusion", "SearchSettings": "fusion", "Chunk": "chunking", "Document": "corpus",
+         "SyncReport": "sync"}
 
 __all__ = [*_LAZY, "QAError", "CorpusError", "QuestionError", "ModelError", "IndexMissingError", "IndexCorruptError",
-           "IndexFormatError", "IndexWriteError", "ModelMismatchError"]
+           "IndexFormatError", "IndexWriteError", "ModelMismatchError", "SyncError"]
 
 
 def __getattr__(name: str):

@@ -111,6 +111,20 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Generated:
+    """A written answer from a language model (qa/generate.py) and the grounding check's verdict:
+    shown as the answer only when verified; `reasons` say why not."""
+
+    text: str
+    verified: bool
+    reasons: tuple[str, ...] = ()
+    model: str = ""
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "verified": self.verified, "reasons": list(self.reasons), "model": self.model}
+
+
+@dataclass(frozen=True)
 class Answer:
     """The answer to a question: its language, whether the corpus answers it, and citations."""
 
@@ -119,6 +133,7 @@ class Answer:
     answer_found: bool
     citations: tuple[Citation, ...] = ()
     context: tuple[str, ...] = ()   # the earlier questions a follow-up was searched with
+    generated: Generated | None = None   # a checked written answer, when a model was asked
 
     @property
     def answer_citation(self) -> Citation | None:
@@ -135,6 +150,7 @@ class Answer:
         return {
             "question": self.question, "language": self.language, "answer_found": self.answer_found,
             "citations": [c.to_dict() for c in self.citations], "context": list(self.context) or None,
+            "generated": self.generated.to_dict() if self.generated else None,
         }
 
 

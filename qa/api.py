@@ -7,23 +7,27 @@ retrieval, `ask` goes on to the answer; both take one immutable `SearchSettings`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from . import store
 from .answer import Answer, SentenceVectors, assemble
-from .chunking import ChunkSettings, chunk_text
-from .corpus import as_list, scan_corpus
+from .chunking import ChunkSettings
+from .conversation import MAX_HISTORY, leans_on_context, search_terms, search_vector
+from .corpus import as_list, iter_corpus_files
 from .dense import KINDS as DENSE_KINDS
-from .dense import DenseIndex
 from .embedding import Embedder, load_embedder
-from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, ModelMismatchError
-from .fusion import Hit, SearchSettings, rrf
-from .index import Generation, open_live, stale_reason, write_generation
+from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, ModelMismatchError, QAError
+from .fusion import Hit, SearchSettings, dbsf, rrf
+from .index import Generation, open_live, stale_reason
 from .language import detect_language
-from .lexical import Analyzer, BM25Index
 from .query import MAX_QUESTION_CHARS, Query, check_question
 from .store import read_manifest
+from .sync import SyncReport
+from .sync import add as add_articles
+from .sync import remove as remove_articles
+from .sync import sync as sync_corpus
 
 __all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stale_reason", "SearchSettings"]
 
@@ -31,8 +35,9 @@ __all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stal
 class QA:
     """An opened index plus the embedder that built it.
 
-    Use `QA.build(paths)` to index a corpus, `QA.load(index_dir)` to open an index, and
-    `QA.open_or_build(paths)` for "open it, building it first if it does not fit the corpus".
+    Use `QA.build(paths)` to index a corpus, `QA.load(index_dir)` to open an index,
+    `QA.open_or_build(paths)` for "open it, syncing it first if it does not fit the corpus", and
+    `QA.sync`/`QA.add`/`QA.remove` to update an index without embedding again what it holds.
     A `QA` is never changed after it is made, so threads may share one.
     """
 
@@ -71,25 +76,62 @@ class QA:
         """
         if dense not in DENSE_KINDS:
             raise ValueError(f"dense must be one of {', '.join(DENSE_KINDS)}, got {dense!r}")
-        paths = [Path(p) for p in as_list(paths)]
-        corpus = scan_corpus(paths, skip_bad=skip_bad)
-        embedder = embedder or load_embedder(model)
-        settings = chunking or ChunkSettings()
-        analyzer = Analyzer()
-        chunks = [replace(c, lang=art.lang or detect_language(c.text))
-                  for art in corpus.articles
-                  for c in chunk_text(art.doc_id, art.text, max_words=settings.max_words, overlap=settings.overlap)]
-        vectors = embedder.encode_passages([c.text for c in chunks], progress=progress)
-        bm25 = BM25Index.build([analyzer.analyze(c.text, c.lang) for c in chunks])
-        folder = write_generation(
-            Path(index_dir), chunks=chunks, docs=[a.document for a in corpus.articles], vectors=vectors,
-            dense=DenseIndex.build(vectors, kind=dense), bm25=bm25, model=embedder.identity.to_dict(),
-            chunking=settings, analyzer=analyzer, corpus={"paths": [str(p) for p in paths], "files": corpus.files},
-        )
-        del corpus, chunks, vectors, bm25
+        if embedder is None:
+            iter_corpus_files(paths)  # a missing path is reported before the model takes seconds to load
+            embedder = load_embedder(model)
+        # A build is a sync that reuses nothing (sync.py): one way to write a generation.
+        report = sync_corpus(paths, index_dir, embedder=embedder, chunking=chunking or ChunkSettings(), dense=dense,
+                             skip_bad=skip_bad, progress=progress, rebuild=True)
+        return cls._serve_written(report, index_dir, embedder)
+
+    @classmethod
+    def _serve_written(cls, report: SyncReport, index_dir: str | Path, embedder: Embedder) -> QA:
         # Served exactly as QA.load serves it: the tables and indexes read back from disk (from
         # the generation just written, even if another build has replaced it since).
+        folder = Path(report.index)
         return cls._serve(Generation.open(folder, read_manifest(folder), index_dir=index_dir), embedder=embedder)
+
+    @classmethod
+    def sync(cls, paths: Iterable[str | Path] = ("seeds",), index_dir: str | Path = "index", model: str | None = None,
+             *, embedder: Embedder | None = None, skip_bad: bool = False, progress: bool = False,
+             dense: str | None = None, chunking: ChunkSettings | None = None) -> SyncReport:
+        """Bring the index in line with the corpus: new and changed articles are chunked and
+        embedded, unchanged chunks keep their vectors, vanished articles leave the index.
+
+        A new generation is written and swapped in atomically, like a build; `QA.load` afterwards
+        serves it. Another model or other chunking than the index's embeds everything again (the
+        report's `rebuilt` says why). Arguments as for `build`, except that `model`, `dense` and
+        `chunking` default to what the index was made with (sync.sync has the details).
+
+        Returns:
+            What changed: documents added/changed/removed/unchanged, chunks embedded/reused/removed.
+
+        Raises:
+            CorpusError, ModelError, IndexWriteError: as for `build`; the live index is unchanged.
+        """
+        return sync_corpus(paths, index_dir, model=model, embedder=embedder, chunking=chunking, dense=dense,
+                           skip_bad=skip_bad, progress=progress)
+
+    @classmethod
+    def add(cls, files: Iterable[str | Path], index_dir: str | Path = "index", *, embedder: Embedder | None = None,
+            skip_bad: bool = False, progress: bool = False) -> SyncReport:
+        """Add the articles of these files to the index, replacing articles with the same ids.
+
+        Raises:
+            CorpusError, IndexWriteError: as for `sync`.
+            SyncError: the index was made with other settings or by an older version (sync it).
+        """
+        return add_articles(files, index_dir, embedder=embedder, skip_bad=skip_bad, progress=progress)
+
+    @classmethod
+    def remove(cls, doc_ids: Iterable[str], index_dir: str | Path = "index") -> SyncReport:
+        """Remove these articles (by doc_id) from the index.
+
+        Raises:
+            SyncError: an id is not in the index (then nothing is removed).
+            IndexWriteError: as for `sync`.
+        """
+        return remove_articles(doc_ids, index_dir)
 
     @classmethod
     def load(cls, index_dir: str | Path = "index", *, model: str | None = None, embedder: Embedder | None = None,
@@ -127,17 +169,20 @@ class QA:
     @classmethod
     def open_or_build(cls, paths: Iterable[str | Path] = ("seeds",), index_dir: str | Path = "index",
                       model: str | None = None, *, embedder: Embedder | None = None, follow: bool = True,
-                      progress: bool = False, on_build: Callable[[str], None] | None = None) -> QA:
-        """Open the index, building it from `paths` first when it cannot serve them as it is.
+                      progress: bool = False, on_build: Callable[[str], None] | None = None,
+                      on_sync: Callable[[SyncReport], None] | None = None) -> QA:
+        """Open the index, syncing it with `paths` first when it cannot serve them as it is.
 
-        The one policy of the CLI, the app and evaluation. An index is (re)built when it is
-        missing, and with `follow` also when its corpus files differ from those under `paths`,
-        its format is outdated or damaged, or it was built with another model than the one asked
-        for. Without `follow`, only a missing index is built: an index someone built from another
+        The one policy of the CLI, the app and evaluation. An index is built when it is missing,
+        and with `follow` synced when its corpus files differ from those under `paths` or its
+        analyzer is outdated (unchanged chunks keep their vectors), or built again when it is
+        damaged or was built with another model than the one asked for (the sync says so).
+        Without `follow`, only a missing index is built: an index someone built from another
         corpus is served as it is, and any other problem is raised.
 
         Args:
-            on_build: called with the reason just before a build starts.
+            on_build: called with the reason just before a sync or build starts.
+            on_sync: called with the report when it is done.
         """
         paths = as_list(paths)
         if follow:
@@ -154,37 +199,58 @@ class QA:
                 reason = str(exc)
         if on_build:
             on_build(reason)
-        return cls.build(paths, index_dir, model, embedder=embedder, progress=progress)
+        # The model serves the result too, so it is loaded once, here.
+        embedder = embedder or load_embedder(model or _built_with(index_dir))
+        report = sync_corpus(paths, index_dir, embedder=embedder, progress=progress)
+        if on_sync:
+            on_sync(report)
+        return cls._serve_written(report, index_dir, embedder)
 
     # ------------------------------------------------------------------ questions
 
-    def prepare(self, question: str, settings: SearchSettings | None = None) -> Query:
+    def prepare(self, question: str, settings: SearchSettings | None = None, history: Sequence[str] = ()) -> Query:
         """Check a question and compute what the legs of `settings.mode` need (terms, vector).
 
+        Args:
+            history: the earlier questions of a conversation, oldest first; a question that
+                leans on the one before it (conversation.py) carries it as its `context`.
+
         Raises:
-            QuestionError: the question is empty or longer than MAX_QUESTION_CHARS.
+            QuestionError: the question (or an earlier one) is empty or longer than MAX_QUESTION_CHARS.
         """
         text = check_question(question)
         language = detect_language(text)
         mode = (settings or self.settings).mode
         terms = tuple(self.analyzer.analyze(text, language)) if mode != "dense" else None
         vector = self.embedder.encode_queries([text])[0] if mode != "bm25" else None
-        return Query(text, language, terms, vector)
+        query = Query(text, language, terms, vector)
+        history = list(history)[-MAX_HISTORY:]
+        if history and leans_on_context(query):
+            query = replace(query, context=self.prepare(history[-1], settings, history[:-1]))
+        return query
 
     def retrieve(self, query: Query, settings: SearchSettings) -> list[Hit]:
         """The settings.k best chunks for a prepared question: each leg's top candidates, fused."""
         depth = max(settings.depth, settings.k)
-        legs, weights = {}, dict(settings.weights)
+        legs = {}
         if settings.mode in ("hybrid", "bm25"):
-            legs["bm25"] = self.bm25.top_k(query.terms, depth)
-            # BM25 only understands the question's words that occur in the corpus: an English
-            # question over Dutch news shares a number or a name at best, and its other matches
-            # are accidents ("week"). Weigh the leg by that coverage so accidents cannot outvote
-            # the dense leg, while a question in the corpus language keeps full weight.
-            weights["bm25"] = weights.get("bm25", 1.0) * self.bm25.coverage(query.terms)
+            legs["bm25"] = self.bm25.top_k(search_terms(query), depth)
         if settings.mode in ("hybrid", "dense"):
-            legs["dense"] = self.dense.search(query.vector, depth)
-        return rrf(legs, k=settings.rrf_k, weights=weights, limit=settings.k)
+            legs["dense"] = self.dense.search(search_vector(query), depth)
+        if settings.mode != "hybrid":
+            return rrf(legs, k=settings.rrf_k, limit=settings.k)  # one leg: its own order
+        # BM25 only understands the question's words that occur in the corpus: an English
+        # question over Dutch news shares a number or a name at best, and its other matches
+        # are accidents ("week"). Its weight scales with that coverage, so accidents cannot
+        # outvote the dense leg, while a question in the corpus language keeps its full weight.
+        terms = search_terms(query)
+        coverage = self.bm25.coverage(terms)
+        if settings.fusion == "rrf":
+            weights = {**settings.weights, "bm25": settings.weights.get("bm25", 1.0) * coverage}
+            return rrf(legs, k=settings.rrf_k, weights=weights, limit=settings.k)
+        found = round(coverage * len(terms))
+        share = coverage * (settings.bm25_share_long if found >= settings.long_terms else settings.bm25_share)
+        return dbsf(legs, weights={"bm25": share, "dense": 1.0 - share}, limit=settings.k)
 
     def search(self, question: str, settings: SearchSettings | None = None, *, k: int | None = None,
                mode: str | None = None) -> list[Hit]:
@@ -202,15 +268,20 @@ class QA:
         settings = (settings or self.settings).but(k=k, mode=mode)
         return self.retrieve(self.prepare(question, settings), settings)
 
-    def ask(self, question: str, *, k: int = 5, settings: SearchSettings | None = None) -> Answer:
+    def ask(self, question: str, *, k: int = 5, settings: SearchSettings | None = None,
+            history: Sequence[str] = ()) -> Answer:
         """Answer a question with up to k cited passages, the answering sentence highlighted.
+
+        Args:
+            history: the earlier questions of a conversation, oldest first: a follow-up that
+                leans on them is searched with them (`Answer.context` says which).
 
         Raises:
             QuestionError: the question is empty or longer than MAX_QUESTION_CHARS.
         """
         settings = (settings or self.settings).but(k=k)
         # The highlight compares sentences with the question's terms and vector: prepare both.
-        query = self.prepare(question, settings.but(mode="hybrid"))
+        query = self.prepare(question, settings.but(mode="hybrid"), history)
         return assemble(query, self.retrieve(query, settings), self.chunks, self.docs, analyzer=self.analyzer,
                         sentence_vectors=self._sentence_vectors)
 
@@ -219,10 +290,19 @@ class QA:
         return self.index.summary(_fusion_summary(self.settings))
 
 
+def _built_with(index_dir: str | Path) -> str | None:
+    """The model name an index records (None: no readable manifest)."""
+    try:
+        return store.open_index(Path(index_dir), verify=False)[1]["model"]["name"]
+    except (QAError, KeyError, TypeError):
+        return None
+
+
 def describe_index(index_dir: str | Path = "index") -> dict:
     """`QA.load(index_dir).info()` with the default search settings, without loading the model."""
     return open_live(index_dir).summary(_fusion_summary(SearchSettings()))
 
 
 def _fusion_summary(settings: SearchSettings) -> dict:
-    return {"k": settings.rrf_k, "weights": dict(settings.weights), "depth": settings.depth}
+    # "k" is the RRF constant (the key predates the other fusion settings).
+    return {"k": settings.rrf_k, **settings.fusion_settings()}

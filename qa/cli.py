@@ -1,9 +1,10 @@
-"""Command line: `qa build`, `qa ask`, `qa info`, `qa eval`."""
+"""Command line: `qa build`, `qa sync`, `qa add`, `qa remove`, `qa ask`, `qa info`, `qa eval`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -64,6 +65,31 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the index summary as JSON")
     b.set_defaults(run=_build)
 
+    s = sub.add_parser("sync", help="bring the index in line with the corpus, embedding only new and changed articles")
+    s.add_argument("paths", nargs="*", default=[DEFAULT_CORPUS], help=f"files or folders (default: {DEFAULT_CORPUS}/)")
+    s.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}/)")
+    s.add_argument("--model", default=None, help="embedding model (default: the index's); another one embeds everything again")
+    s.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable files with a warning (indexed articles of such files are kept as they were)")
+    s.add_argument("--dense", choices=("auto", "flat", "hnsw"), default=None,
+                   help="dense index kind (default: what the index was made with)")
+    s.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    s.set_defaults(run=_sync)
+
+    ad = sub.add_parser("add", help="add articles (files) to the index, replacing those with the same ids")
+    ad.add_argument("files", nargs="+", help=".txt, .md or .jsonl files (or folders)")
+    ad.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}/)")
+    ad.add_argument("--skip-bad", action="store_true", help="skip unreadable files and lines with a warning")
+    ad.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    ad.set_defaults(run=_add)
+
+    r = sub.add_parser("remove", help="remove articles from the index by their doc_id")
+    r.add_argument("doc_ids", nargs="+", metavar="DOC_ID", help="the doc_id of each article (a file's path in its "
+                                                                  "corpus folder, or a JSONL line's id)")
+    r.add_argument("--index", default=DEFAULT_INDEX, help=f"index folder (default: {DEFAULT_INDEX}/)")
+    r.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    r.set_defaults(run=_remove)
+
     a = sub.add_parser("ask", help="answer a question with cited passages")
     a.add_argument("question", nargs="+",
                    help='the question; several are answered in turn with the index loaded once, and "-" reads '
@@ -72,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--model", default=None, help="check that the index was built with this model")
     a.add_argument("-k", type=int, default=5, help="number of cited passages (default 5)")
     a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--chat", action="store_true",
+                   help="the questions are one conversation: a follow-up (\"Hoeveel is daar bevrijd?\") is "
+                        "searched together with the questions before it")
+    a.add_argument("--llm-url", default=None, metavar="URL",
+                   help="also ask a language model at this OpenAI-compatible endpoint (e.g. http://127.0.0.1:8080/v1; "
+                        "default $NIEUWS_QA_LLM_URL; API key from $NIEUWS_QA_LLM_API_KEY) for a written answer, "
+                        "shown only if it passes the grounding check")
+    a.add_argument("--llm-model", default=None, metavar="NAME", help="the model to ask (default $NIEUWS_QA_LLM_MODEL)")
     a.set_defaults(run=_ask)
 
     i = sub.add_parser("info", help="describe an index")
@@ -98,6 +132,30 @@ def _build(args) -> int:
     return 0
 
 
+def _sync(args) -> int:
+    from .api import QA
+
+    return _report(QA.sync(args.paths, args.index, args.model, skip_bad=args.skip_bad, dense=args.dense,
+                           progress=sys.stderr.isatty()), args)
+
+
+def _add(args) -> int:
+    from .api import QA
+
+    return _report(QA.add(args.files, args.index, skip_bad=args.skip_bad, progress=sys.stderr.isatty()), args)
+
+
+def _remove(args) -> int:
+    from .api import QA
+
+    return _report(QA.remove(args.doc_ids, args.index), args)
+
+
+def _report(report, args) -> int:
+    print(to_json(report.to_dict()) if args.json else f"{args.index}/: {_clean(report.summary())}")
+    return 0
+
+
 def _ask(args) -> int:
     from .api import QA, check_question
 
@@ -106,6 +164,7 @@ def _ask(args) -> int:
         check_question(questions[0])  # before the slow part
     if args.k < 1:
         raise QAError(f"-k must be at least 1, got {args.k}")
+    generator = _generator(args)
     if Path(DEFAULT_CORPUS).is_dir():
         # An index built from another corpus is served as it is: only a missing one is built.
         qa = QA.open_or_build([DEFAULT_CORPUS], args.index, args.model, follow=False, progress=sys.stderr.isatty(),
@@ -113,10 +172,10 @@ def _ask(args) -> int:
                                                             f"{DEFAULT_CORPUS}/ first", file=sys.stderr))
     else:
         qa = QA.load(args.index, model=args.model)
-    failed = 0
+    failed, asked = 0, []
     for n, question in enumerate(questions, start=1):
         try:
-            answer = qa.ask(question, k=args.k)
+            answer = qa.ask(question, k=args.k, history=asked if args.chat else ())
         except QuestionError as exc:
             if len(questions) == 1:
                 raise
@@ -126,6 +185,11 @@ def _ask(args) -> int:
             if args.json:
                 print(to_json({"question": question, "error": str(exc)}))
             continue
+        asked.append(question)
+        if generator is not None:
+            from .generate import generate_answer
+
+            answer = generate_answer(answer, generator, qa.embedder)
         if args.json:
             print(to_json(answer.to_dict()))
         elif len(questions) == 1:
@@ -133,6 +197,15 @@ def _ask(args) -> int:
         else:
             print(f"Q{n}: {_clean(question)}\n{format_answer(answer)}\n")
     return 1 if failed else 0
+
+
+def _generator(args):
+    """The language model for written answers, or None (the default: verbatim answers only)."""
+    if not (args.llm_url or os.environ.get("NIEUWS_QA_LLM_URL")):
+        return None
+    from .generate import load_generator
+
+    return load_generator(args.llm_url, args.llm_model)
 
 
 def _read_questions(args: list[str]) -> list[str]:
@@ -159,6 +232,11 @@ def _info(args) -> int:
               f"model      {info['model']['name']} ({info['model']['dim']}-d)\n"
               f"documents  {info['documents']}\nchunks     {info['chunks']}\n"
               f"dense      {info['dense']['kind']} {_params(info['dense']['params'])}".rstrip())
+        derived = info.get("derived") or {}
+        if derived.get("by"):
+            print(f"made by    {derived['by']}" + (f" from {derived['from']}" if derived.get("from") else "")
+                  + "".join(f"; {k} " + ", ".join(f"{n} {v}" for v, n in derived[k].items())
+                            for k in ("documents", "chunks") if k in derived))
     return 0
 
 
@@ -177,6 +255,11 @@ def _eval(args) -> int:
 def format_answer(answer) -> str:
     """Readable text for people; corpus text is printed as is, with control characters removed."""
     lines = []
+    if answer.context:
+        lines.append(("(using the previous question: " if answer.language == "en" else "(met de vorige vraag: ")
+                     + _clean(answer.context[-1]) + ")")
+    if answer.generated is not None:
+        lines.append(_format_generated(answer.generated, answer.language))
     if not answer.answer_found:
         lines.append("No passage in the corpus answers this question. Closest passages:" if answer.language == "en"
                      else "Geen passage in het corpus beantwoordt deze vraag. Dichtstbijzijnde passages:")
@@ -189,6 +272,18 @@ def format_answer(answer) -> str:
         h = c.highlight
         lines.append("    " + _clean(c.text[: h.start] + ">>" + h.text + "<<" + c.text[h.end :]))
     return "\n".join(lines)
+
+
+def _format_generated(generated, language: str) -> str:
+    """The written answer above the verbatim one: its text only when the check verified it."""
+    model = _clean(generated.model)
+    if generated.verified:
+        head = (f"Written answer ({model}, checked against the passages):" if language == "en"
+                else f"Geschreven antwoord ({model}, gecontroleerd aan de passages):")
+        return f"{head}\n    {_clean(generated.text)}\n"
+    head = (f"The written answer ({model}) could not be verified" if language == "en"
+            else f"Het geschreven antwoord ({model}) kon niet worden geverifieerd")
+    return f"{head}: {_clean('; '.join(generated.reasons))}.\n"
 
 
 def _clean(text: str) -> str:

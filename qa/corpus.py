@@ -7,7 +7,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -48,6 +48,13 @@ class Article:
         """What the index keeps about the article besides its chunks."""
         return Document(self.doc_id, self.title, self.date, self.source, self.url, self.publisher, self.lang)
 
+    @property
+    def fingerprint(self) -> bytes:
+        """sha256 of what the article's chunks are made of (id, text, language): an article with
+        the fingerprint of an indexed one has the same chunks (its Document may still differ)."""
+        canonical = json.dumps([self.doc_id, self.text, self.lang], ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).digest()
+
 
 @dataclass(frozen=True)
 class Document:
@@ -70,7 +77,12 @@ class Corpus:
     checksum (also the files a --skip-bad read skipped), as an index records them."""
 
     articles: list[Article]
-    files: list[dict] = field(default_factory=list)   # {"path", "sha256", "bytes"}
+    # {"path", "sha256", "bytes"}, and "skipped": True when something in it was skipped (skip_bad).
+    files: list[dict] = field(default_factory=list)
+    # Files of which something was skipped with skip_bad (the whole file, a line, a duplicate id).
+    skipped: frozenset[str] = frozenset()
+    # Known files that were not parsed (scan_corpus's `known`): their articles are the caller's.
+    unread: frozenset[str] = frozenset()
 
 
 def iter_corpus_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -98,7 +110,8 @@ def corpus_files(paths: Iterable[str | Path]) -> list[dict]:
     return [_file_record(path, None) for path, _ in _entries(paths) if is_unicode(str(path))]
 
 
-def scan_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> Corpus:
+def scan_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False,
+                known: Mapping[str, tuple[str, Collection[str]]] | None = None) -> Corpus:
     """Read every article under ``paths`` and checksum every file, in one walk and one read per file.
 
     Newlines are normalised to ``\\n``, a leading BOM and the ``date …`` header are removed, and
@@ -108,6 +121,10 @@ def scan_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> Corpu
         paths: Files and folders (searched recursively for .txt, .md and .jsonl files).
         skip_bad: Skip unreadable files, bad JSONL lines and duplicate ids with a
             `CorpusWarning` instead of raising.
+        known: path -> (sha256, doc ids) of files read before, all of whose articles the caller
+            has (a sync: the live index). A file with that checksum is hashed but not parsed
+            (listed in `unread`) unless one of its ids was already seen in an earlier file, where
+            a full read would report the duplicate; its ids count for later files.
 
     Returns:
         The articles in file order (JSONL: line order), and the files: every corpus file whose
@@ -126,20 +143,52 @@ def scan_corpus(paths: Iterable[str | Path], *, skip_bad: bool = False) -> Corpu
     articles: list[Article] = []
     files: list[dict] = []
     seen: dict[str, str] = {}
+    skipped: set[str] = set()
+    unread: set[str] = set()
     for path, doc_id in entries:
         data = _read_bytes(path)
-        if is_unicode(str(path)):
-            files.append(_file_record(path, data))
-        for article in _read_file(path, doc_id, data, skip_bad):
+        record = _file_record(path, data) if is_unicode(str(path)) else None
+        if record is not None:
+            files.append(record)
+        sha, ids = (known or {}).get(str(path), (None, ()))
+        if record is not None and record["sha256"] == sha and not any(i in seen for i in ids):
+            unread.add(str(path))
+            seen.update(dict.fromkeys(ids, str(path)))
+            continue
+        found, complete = _read_file(path, doc_id, data, skip_bad)
+        for article in found:
             if article.doc_id in seen:
                 _bad(f"{path}: duplicate id {article.doc_id!r} (first seen in {seen[article.doc_id]})"
                      "; give every article its own id", skip_bad)
+                complete = False
                 continue
             seen[article.doc_id] = str(path)
             articles.append(article)
-    if not articles:
+        if not complete:
+            skipped.add(str(path))
+            if record is not None:
+                record["skipped"] = True
+    if not articles and not unread:
         raise CorpusError(f"no readable article under {where}; all files were skipped (see warnings)")
-    return Corpus(articles, files)
+    return Corpus(articles, files, frozenset(skipped), frozenset(unread))
+
+
+def corpus_state(paths: Iterable[str | Path]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime in ns) of every corpus file under ``paths``: one stat per file, no read.
+
+    Cheap enough to poll; when it differs from an earlier call, the corpus may have changed.
+
+    Raises:
+        CorpusError: If a path is missing or a named file has an unsupported extension.
+    """
+    state = []
+    for path, _ in _entries(paths):
+        try:
+            st = path.stat()
+        except OSError:  # removed since the walk
+            continue
+        state.append((str(path), st.st_size, st.st_mtime_ns))
+    return state
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -221,7 +270,8 @@ def _inside(link: Path, real_root: Path) -> bool:
     return False
 
 
-def _read_file(path: Path, doc_id: str, data: bytes | None, skip_bad: bool) -> list[Article]:
+def _read_file(path: Path, doc_id: str, data: bytes | None, skip_bad: bool) -> tuple[list[Article], bool]:
+    """The file's articles, and whether nothing in it was skipped."""
     try:
         if not is_unicode(str(path)):
             # Undecodable bytes in a name come back from the OS as lone surrogates, which no
@@ -229,17 +279,18 @@ def _read_file(path: Path, doc_id: str, data: bytes | None, skip_bad: bool) -> l
             raise CorpusError(f"{path}: file name is not valid UTF-8; rename the file{_SKIP_HINT}")
         content = _decode(path, data)
         if path.suffix.lower() == ".jsonl":
-            return list(_read_jsonl(path, content, skip_bad))
+            bad_lines: list[int] = []
+            return list(_read_jsonl(path, content, skip_bad, bad_lines)), not bad_lines
         match = _HEADER.match(content)
         text = content[match.end():].lstrip() if match else content.lstrip()
         if not text:
             raise CorpusError(f"{path}: has no text" + (" after the date header" if match else "")
                               + _SKIP_HINT)
         date = match.group(1) if match else None
-        return [Article(doc_id, text, _title(text), date, str(path))]
+        return [Article(doc_id, text, _title(text), date, str(path))], True
     except CorpusError as error:
         _bad(str(error), skip_bad)
-        return []
+        return [], False
 
 
 def _decode(path: Path, data: bytes | None) -> str:
@@ -261,7 +312,7 @@ def _decode(path: Path, data: bytes | None) -> str:
     return content
 
 
-def _read_jsonl(path: Path, content: str, skip_bad: bool) -> Iterator[Article]:
+def _read_jsonl(path: Path, content: str, skip_bad: bool, bad_lines: list[int]) -> Iterator[Article]:
     # Split on "\n" only: str.splitlines would also break at U+2028, which JSON allows in strings.
     for number, line in enumerate(content.split("\n"), start=1):
         if not line.strip():
@@ -270,6 +321,7 @@ def _read_jsonl(path: Path, content: str, skip_bad: bool) -> Iterator[Article]:
             yield _jsonl_article(path, number, line)
         except CorpusError as error:
             _bad(str(error), skip_bad)
+            bad_lines.append(number)
 
 
 def _jsonl_article(path: Path, number: int, line: str) -> Article:

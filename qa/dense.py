@@ -3,6 +3,11 @@
 Small corpora get an exact `IndexFlatIP`; above `HNSW_THRESHOLD` vectors an approximate HNSW
 graph over float16 copies of the vectors (`IndexHNSWSQ`, QT_fp16), whose recall@10 against exact
 search is measured in BENCHMARKS.md.
+
+A sync keeps an HNSW graph instead of building it again (`DenseIndex.updated`): new vectors are
+inserted as new nodes, and the nodes of removed chunks stay in the graph, masked at search time.
+The graph's node numbers then differ from chunk rows, so such an index carries a node -> row
+table (`dense_rows.npy`, -1 for a masked node).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 from .errors import IndexCorruptError
 
 INDEX_FILE = "dense.faiss"
+ROWS_FILE = "dense_rows.npy"
 KINDS = ("auto", "flat", "hnsw")
 
 # Exact search reads every vector per query (1.5 kB per 384-d vector at this machine's ~25 GB/s:
@@ -36,6 +42,10 @@ HNSW_EF_SEARCH = 128
 # -> 0.77 GB at 1M) for cosines within 1e-4 of float32 and the same recall@10 (0.995 vs 0.9953
 # at 100k, same speed); bf16 (0.988) and 8-bit (0.984) lose recall. vectors.npy keeps float32.
 HNSW_STORAGE = "fp16"
+# A sync keeps the graph while at most this share of its nodes belong to removed chunks; beyond
+# it the graph is built again from the vectors. Masked nodes still route searches, but results
+# must be found among fewer live ones (recall measured in BENCHMARKS.md, "Sync").
+MAX_MASKED_SHARE = 0.2
 _STORAGE = {"float32": None, "fp16": faiss.ScalarQuantizer.QT_fp16}
 # Memory-maps flat and HNSW vector storage; FAISS versions without it read the file into memory.
 _MMAP_FLAG = getattr(faiss, "IO_FLAG_MMAP_IFC", 0)
@@ -66,12 +76,15 @@ class DenseIndex:
         kind: "flat" (exact) or "hnsw" (approximate).
         params: the index settings, e.g. {"M": 32, "efConstruction": 80, "efSearch": 128} for
             HNSW and {} for flat; `describe()` gives both for a manifest.
+        rows: for a graph kept across syncs, the row of each node (-1: masked); None when node
+            i is row i.
     """
 
-    def __init__(self, index: faiss.Index):
+    def __init__(self, index: faiss.Index, rows: np.ndarray | None = None, *, mapped: bool = False):
         # read_index already returns the concrete class; downcasting here would make a second
         # proxy that does not own the C++ object, which dies with the first.
         self.index = index
+        self._mapped = mapped  # FAISS aborts the process when asked to add to a mapped index
         if isinstance(self.index, faiss.IndexHNSW) and self.storage in _STORAGE:
             self.kind = "hnsw"
         elif isinstance(self.index, faiss.IndexFlat):
@@ -80,6 +93,24 @@ class DenseIndex:
             raise IndexCorruptError(f"unsupported FAISS index type {type(self.index).__name__}; rebuild with `qa build`")
         if self.index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexCorruptError("the dense index does not use inner product; rebuild with `qa build`")
+        self.rows, self._selector = None, None
+        if rows is not None:
+            self._set_rows(rows)
+
+    def _set_rows(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows)
+        alive = rows >= 0
+        n = int(alive.sum())
+        if (rows.ndim != 1 or rows.dtype != np.int64 or len(rows) != self.index.ntotal or self.kind != "hnsw"
+                or not np.array_equal(np.bincount(rows[alive], minlength=n), np.ones(n, np.int64))):
+            raise IndexCorruptError(f"the dense index's node table does not fit its {self.index.ntotal} nodes; "
+                                    "rebuild with `qa build`")
+        self.rows = rows
+        if n < len(rows):
+            # Masked nodes still route searches through the graph; the selector only keeps them
+            # out of the results. The bitmap must outlive the selector that points into it.
+            self._bitmap = np.packbits(alive, bitorder="little")
+            self._selector = faiss.IDSelectorBitmap(len(rows), faiss.swig_ptr(self._bitmap))
 
     @classmethod
     def build(cls, vectors: np.ndarray, *, kind: str = "auto", threshold: int = HNSW_THRESHOLD,
@@ -132,7 +163,13 @@ class DenseIndex:
         return cls(index)
 
     def __len__(self) -> int:
-        return self.index.ntotal
+        """The number of rows searched (masked nodes of a kept graph do not count)."""
+        return self.index.ntotal - self.masked
+
+    @property
+    def masked(self) -> int:
+        """Nodes of removed chunks that a kept graph still holds (0 for a fresh index)."""
+        return 0 if self.rows is None else int(np.count_nonzero(self.rows < 0))
 
     @property
     def dim(self) -> int:
@@ -171,8 +208,33 @@ class DenseIndex:
         self.index.hnsw.efSearch = value
 
     def describe(self) -> dict:
-        """What a manifest records: {"kind": ..., "params": {...}, "count": n, "dim": d}."""
-        return {"kind": self.kind, "params": self.params, "count": len(self), "dim": self.dim}
+        """What a manifest records: {"kind": ..., "params": {...}, "count": n, "dim": d}, plus
+        "masked" (nodes of removed chunks) for a graph kept across syncs."""
+        extra = {"masked": self.masked} if self.rows is not None else {}
+        return {"kind": self.kind, "params": self.params, "count": len(self), "dim": self.dim, **extra}
+
+    def updated(self, row_of: np.ndarray, vectors: np.ndarray, rows: np.ndarray, *,
+                threads: int = BUILD_THREADS) -> DenseIndex:
+        """This HNSW graph after a sync: old row r becomes row `row_of[r]` (-1: removed, its node
+        masked), and `vectors` are inserted as rows `rows`. Takes over this index's graph.
+
+        Raises:
+            ValueError: not an HNSW index, it is memory-mapped (load it with mmap=False), or the
+                arrays do not fit it.
+        """
+        if self.kind != "hnsw" or self._mapped:
+            raise ValueError("only an HNSW index loaded with mmap=False can be updated")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if len(row_of) != len(self) or len(rows) != len(vectors):
+            raise ValueError(f"row_of must have {len(self)} entries and rows one per vector")
+        old = np.arange(self.index.ntotal, dtype=np.int64) if self.rows is None else self.rows
+        nodes = np.where(old >= 0, np.asarray(row_of, np.int64)[np.maximum(old, 0)], -1)
+        with _omp_threads(threads if len(vectors) >= PARALLEL_BUILD_MIN else 1):
+            self.index.add(vectors)
+        nodes = np.concatenate([nodes, np.asarray(rows, np.int64)])
+        identity = np.array_equal(nodes, np.arange(len(nodes)))
+        index, self.index = self.index, None  # this object no longer owns the graph
+        return DenseIndex(index, None if identity else nodes)
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Return up to k (row, cosine) pairs for one normalised query vector, best first."""
@@ -180,12 +242,17 @@ class DenseIndex:
         if k <= 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
-        if self.kind == "hnsw" and k > self.index.hnsw.efSearch:
+        if self.kind == "hnsw" and (k > self.index.hnsw.efSearch or self._selector is not None):
             # The beam must hold k candidates; widen it for this call only (thread-safe).
-            scores, rows = self.index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=k))
+            params = faiss.SearchParametersHNSW(efSearch=max(k, self.index.hnsw.efSearch))
+            if self._selector is not None:
+                params.sel = self._selector
+            scores, nodes = self.index.search(q, k, params=params)
         else:
-            scores, rows = self.index.search(q, k)
-        return [(int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
+            scores, nodes = self.index.search(q, k)
+        nodes = nodes[0]
+        rows = nodes if self.rows is None else np.where(nodes >= 0, self.rows[np.maximum(nodes, 0)], -1)
+        return [(int(r), float(s)) for r, s in zip(rows, scores[0]) if r >= 0]
 
     def save(self, folder: Path) -> list[str]:
         path = folder / INDEX_FILE
@@ -195,14 +262,23 @@ class DenseIndex:
             # FAISS reports a failed write (disk full, no permission) as "... write error ... (reason)".
             reason = re.search(r"\(([^()]+)\)\s*$", str(exc))
             raise OSError(errno.EIO, reason.group(1) if reason else str(exc), str(path)) from exc
-        return [INDEX_FILE]
+        if self.rows is None:
+            return [INDEX_FILE]
+        np.save(folder / ROWS_FILE, self.rows, allow_pickle=False)
+        return [INDEX_FILE, ROWS_FILE]
 
     @classmethod
-    def load(cls, folder: Path, *, mmap: bool = True) -> DenseIndex:
+    def load(cls, folder: Path, *, mmap: bool = True, rows: bool | None = None) -> DenseIndex:
         """Read an index written by save(), memory-mapped by default: the vectors and the graph
-        stay reclaimable page cache, read as searches touch them, and loading takes no time."""
+        stay reclaimable page cache, read as searches touch them, and loading takes no time.
+
+        `rows` says whether save() wrote a node table (as the manifest lists it); None: if the
+        file is there. Only an index loaded with mmap=False can be `updated`.
+        """
         try:
             index = faiss.read_index(str(folder / INDEX_FILE), _MMAP_FLAG if mmap else 0)
-        except RuntimeError as exc:
-            raise IndexCorruptError(f"{folder / INDEX_FILE} cannot be read ({exc}); rebuild with `qa build`") from exc
-        return cls(index)
+            table = (np.load(folder / ROWS_FILE, allow_pickle=False)
+                     if rows or (rows is None and (folder / ROWS_FILE).exists()) else None)
+        except (RuntimeError, OSError, ValueError, EOFError) as exc:
+            raise IndexCorruptError(f"the dense index in {folder} cannot be read ({exc}); rebuild with `qa build`") from exc
+        return cls(index, table, mapped=mmap and bool(_MMAP_FLAG))

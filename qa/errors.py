@@ -37,3 +37,7 @@ class ModelMismatchError(QAError):
 
 class IndexWriteError(QAError):
     """A new index could not be written (disk full, no permission); the live index is untouched."""
+
+
+class SyncError(QAError):
+    """An index cannot be updated as asked (unknown article ids, an index `qa add` cannot extend)."""

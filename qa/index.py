@@ -5,15 +5,23 @@ A generation folder (see store.py for generations, CURRENT and the manifest) hol
     chunks.jsonl (+ .offsets.npy)   one `Chunk` per row, row-aligned with the two indexes
     docs.jsonl (+ .offsets.npy)     one `Document` per article, sorted by doc_id
     vectors.npy                     float32 embeddings, row i = chunk i
-    dense.faiss                     the FAISS index over the vectors (dense.py)
+    dense.faiss (+ dense_rows.npy)  the FAISS index over the vectors (dense.py)
     bm25_*.npy, bm25_vocab.json     the BM25 weights (lexical.py)
-    manifest.json                   written last: model, chunking, analyzer, corpus, checksums
+    terms_*.npy                     each chunk's analysed terms as counts (terms.py)
+    chunk_sha256.npy                sha256 of each chunk's text: a sync reuses vectors by it
+    doc_sha256.npy, doc_rows.npy    per document (docs.jsonl order): `Article.fingerprint`, and
+                                    the first chunk row and number of chunks
+    manifest.json                   written last: model, chunking, analyzer, corpus, what the
+                                    generation was derived from, checksums
 
-Row i of the chunk table, the vectors, the dense index and the BM25 index is the same chunk.
+Row i of the chunk table, the vectors, the term counts, the chunk checksums, the dense index and
+the BM25 index is the same chunk. The last four kinds of files are what a sync reuses
+(`LiveRows`); an index written before syncs existed lacks them and is still served.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +31,14 @@ import numpy as np
 from . import store
 from .chunking import Chunk, ChunkSettings
 from .corpus import Document, corpus_files
-from .dense import DenseIndex
+from .dense import ROWS_FILE, DenseIndex
 from .errors import IndexCorruptError, IndexFormatError, QAError
 from .lexical import Analyzer, BM25Index
-from .records import Documents, Records, write_documents, write_records
+from .records import Documents, RawLines, Records, write_records
+from .terms import TermCounts
 
 CHUNKS_FILE, DOCS_FILE, VECTORS_FILE = "chunks.jsonl", "docs.jsonl", "vectors.npy"
+CHUNK_SHA_FILE, DOC_SHA_FILE, DOC_ROWS_FILE = "chunk_sha256.npy", "doc_sha256.npy", "doc_rows.npy"
 
 
 @dataclass(frozen=True)
@@ -59,14 +69,16 @@ class Generation:
         if analyzer_version != Analyzer.VERSION:
             raise IndexFormatError(
                 f"the index in {where} was built with analyzer version {analyzer_version!r}, this version "
-                f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; rebuild with `qa build`"
+                f"of nieuws-qa analyzes text with version {Analyzer.VERSION!r}; update it with `qa sync PATH` (analyses "
+                "the text again, keeps every vector) or rebuild with `qa build`"
             )
         chunks, docs = Records(folder / CHUNKS_FILE, Chunk), Documents(folder / DOCS_FILE, Document)
         try:
             vectors = np.load(folder / VECTORS_FILE, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError, EOFError) as exc:
             raise IndexCorruptError(f"cannot read the index in {folder} ({exc}); rebuild with `qa build`") from exc
-        dense, bm25 = DenseIndex.load(folder), BM25Index.load(folder)
+        dense = DenseIndex.load(folder, rows=ROWS_FILE in manifest.get("files", {}))
+        bm25 = BM25Index.load(folder)
         if not len(chunks) == len(vectors) == len(dense) == len(bm25):
             raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks; rebuild with `qa build`")
         return cls(folder, manifest, chunks, docs, vectors, dense, bm25)
@@ -83,7 +95,7 @@ class Generation:
             "index": str(self.folder), "format_version": m["format_version"], "created": m.get("created"),
             "model": m["model"], "documents": len(self.docs), "chunks": len(self.chunks),
             "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": fusion,
-            "dense": self.dense.describe(), "corpus": m["corpus"],
+            "dense": self.dense.describe(), "corpus": m["corpus"], "derived": m.get("derived", {}),
         }
 
 
@@ -97,30 +109,57 @@ def open_live(index_dir: str | Path, *, verify: bool = True) -> Generation:
                            verify=verify)
 
 
-def write_generation(index_dir: Path, *, chunks: Iterable[Chunk], docs: Iterable[Document], vectors: np.ndarray,
-                     dense: DenseIndex, bm25: BM25Index, model: dict, chunking: ChunkSettings,
-                     analyzer: Analyzer, corpus: dict) -> Path:
-    """Write an index generation (tables, vectors, both indexes, manifest) and make it live.
+@dataclass(frozen=True)
+class DocEntry:
+    """One document of a generation being written: its record, fingerprint and chunk rows."""
 
-    Row i of `chunks`, `vectors`, `dense` and `bm25` is the same chunk; `model` is the embedder's
-    identity; `corpus` what it was built from ({"paths", "files"}). Returns the generation's folder.
+    doc_id: str
+    record: Document | RawLines   # RawLines: its line copied from the live docs table
+    fingerprint: bytes            # Article.fingerprint
+    first_row: int
+    n_rows: int
+
+
+def write_generation(index_dir: Path, *, chunks: Iterable[Chunk | RawLines], docs: Iterable[DocEntry],
+                     vectors: np.ndarray, chunk_sha256: np.ndarray, terms: TermCounts, dense: DenseIndex,
+                     bm25: BM25Index, model: dict, chunking: ChunkSettings, analyzer: Analyzer, corpus: dict,
+                     derived: dict | None = None) -> Path:
+    """Write an index generation (tables, vectors, both indexes, what a sync reuses, manifest)
+    and make it live.
+
+    Row i of `chunks`, `vectors`, `chunk_sha256`, `terms`, `dense` and `bm25` is the same chunk;
+    `model` is the embedder's identity; `corpus` what it was built from ({"paths", "files"});
+    `derived` how (from which generation, by which operation). Returns the generation's folder.
 
     Raises:
-        ValueError: the tables and indexes disagree on the number of chunks (nothing goes live).
+        ValueError: the tables and indexes disagree on the number of chunks, or two documents
+            share an id (nothing goes live).
         IndexWriteError: the files cannot be written (the live index stays as it was).
     """
-    docs = list(docs)
+    docs = sorted(docs, key=lambda d: d.doc_id)  # the order Documents looks them up in
+    for a, b in zip(docs, docs[1:]):
+        if a.doc_id == b.doc_id:
+            raise ValueError(f"two documents share the doc_id {a.doc_id!r}")
+    n = len(vectors)
+    if not len(dense) == len(bm25) == len(terms) == len(chunk_sha256) == n == sum(d.n_rows for d in docs):
+        raise ValueError(f"{n} vectors, {len(dense)} dense, {len(bm25)} BM25, {len(terms)} term-count and "
+                         f"{len(chunk_sha256)} checksum rows, {sum(d.n_rows for d in docs)} document rows: "
+                         "they must be the same chunks")
 
     def write_files(folder: Path) -> dict:
-        rows = {**write_records(folder / CHUNKS_FILE, chunks), **write_documents(folder / DOCS_FILE, docs)}
-        if not rows[CHUNKS_FILE] == len(vectors) == len(dense) == len(bm25):
+        rows = {**write_records(folder / CHUNKS_FILE, chunks), **write_records(folder / DOCS_FILE, (d.record for d in docs))}
+        if rows[CHUNKS_FILE] != n or rows[DOCS_FILE] != len(docs):
             # Refused before the manifest exists, so the live index stays as it was.
-            raise ValueError(f"{rows[CHUNKS_FILE]} chunks, {len(vectors)} vectors, {len(dense)} dense and "
-                             f"{len(bm25)} BM25 rows: they must be the same chunks")
-        np.save(folder / VECTORS_FILE, vectors, allow_pickle=False)
-        rows[VECTORS_FILE] = len(vectors)
-        rows.update({f: None for f in dense.save(folder)})
-        rows.update({f: None for f in bm25.save(folder)})
+            raise ValueError(f"{rows[CHUNKS_FILE]} chunk and {rows[DOCS_FILE]} document records for {n} chunks "
+                             f"of {len(docs)} documents: they must be the same chunks")
+        arrays = {VECTORS_FILE: vectors, CHUNK_SHA_FILE: chunk_sha256,
+                  DOC_SHA_FILE: np.frombuffer(b"".join(d.fingerprint for d in docs), np.uint8).reshape(-1, 32),
+                  DOC_ROWS_FILE: np.array([(d.first_row, d.n_rows) for d in docs], np.int64).reshape(-1, 2)}
+        for name, array in arrays.items():
+            np.save(folder / name, array, allow_pickle=False)
+            rows[name] = len(array)
+        for written in (dense.save(folder), bm25.save(folder), terms.save(folder)):
+            rows.update({f: None for f in written})
         return rows
 
     manifest = {
@@ -129,9 +168,91 @@ def write_generation(index_dir: Path, *, chunks: Iterable[Chunk], docs: Iterable
         "analyzer": {"version": Analyzer.VERSION, "settings": analyzer.to_dict()},
         "dense": dense.describe(),
         "corpus": corpus,
-        "counts": {"documents": len(docs), "chunks": len(vectors)},
+        "derived": derived or {},
+        "counts": {"documents": len(docs), "chunks": n},
     }
     return store.write_index(index_dir, write_files, manifest)
+
+
+@dataclass(frozen=True)
+class LiveRows:
+    """What a sync reuses of the live generation: its tables, vectors and per-row data (opened
+    and checksummed like QA.load, without the model or the search structures).
+
+    `doc_sha256`/`doc_rows` are None for an index written before syncs existed; `chunk_sha256`
+    is then computed from the chunk texts. `terms` is None when the index analysed its text
+    another way than this version does (or is that old): its chunks are analysed again.
+    """
+
+    folder: Path
+    manifest: dict
+    chunks: Records
+    docs: Records
+    vectors: np.ndarray
+    chunk_sha256: np.ndarray
+    doc_sha256: np.ndarray | None
+    doc_rows: np.ndarray | None
+    terms: TermCounts | None
+
+    def dense(self) -> DenseIndex:
+        """The dense index (checksummed) read into memory, not mapped, so a sync may grow its graph.
+
+        Raises:
+            IndexCorruptError: its files are damaged, or gone (removed by another writer).
+        """
+        _verify(self.folder, self.manifest, lambda name: name.startswith("dense"))
+        return DenseIndex.load(self.folder, mmap=False, rows=ROWS_FILE in self.manifest["files"])
+
+
+def open_rows(index_dir: str | Path) -> LiveRows:
+    """Open the live generation of an index folder for a sync, verifying the checksum of every
+    file it reuses (not the BM25 weights, which a sync computes anew, nor yet the dense index).
+
+    Raises:
+        IndexMissingError, IndexCorruptError, IndexFormatError: it cannot be reused as it is.
+    """
+    return store.read_live(Path(index_dir), _open_rows, verify=False)
+
+
+def _verify(folder: Path, manifest: dict, which) -> None:
+    store.verify_files(folder, {**manifest, "files": {k: v for k, v in manifest["files"].items() if which(k)}})
+
+
+def chunk_sha256(text: str) -> bytes:
+    """The checksum a chunk's vector is reused by."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def _open_rows(folder: Path, manifest: dict) -> LiveRows:
+    _verify(folder, manifest, lambda name: not name.startswith(("dense", "bm25_")) or name == "bm25_vocab.json")
+    chunks, docs = Records(folder / CHUNKS_FILE, Chunk), Records(folder / DOCS_FILE, Document)
+    files = manifest["files"]
+
+    def load(name: str) -> np.ndarray:
+        try:
+            return np.load(folder / name, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:
+            raise IndexCorruptError(f"cannot read {folder / name} ({exc}); rebuild with `qa build`") from exc
+
+    vectors = load(VECTORS_FILE)
+    if CHUNK_SHA_FILE in files:
+        sha, doc_sha, doc_rows = load(CHUNK_SHA_FILE), load(DOC_SHA_FILE), load(DOC_ROWS_FILE)
+    else:  # written before syncs: reuse vectors by the checksums of the chunk texts
+        sha = np.frombuffer(b"".join(chunk_sha256(c.text) for c in chunks), np.uint8).reshape(-1, 32)
+        doc_sha = doc_rows = None
+    n, n_docs = len(chunks), len(docs)
+    shapes_fit = (vectors.ndim == 2 and len(vectors) == n and sha.shape == (n, 32) and sha.dtype == np.uint8
+                  and (doc_sha is None or (doc_sha.shape == (n_docs, 32) and doc_sha.dtype == np.uint8
+                                           and doc_rows.shape == (n_docs, 2) and doc_rows.dtype == np.int64
+                                           and int(doc_rows[:, 1].sum()) == n)))
+    if not shapes_fit:
+        raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks or documents; "
+                                "rebuild with `qa build`")
+    same_analysis = manifest.get("analyzer") == {"version": Analyzer.VERSION, "settings": Analyzer().to_dict()}
+    terms = None
+    if same_analysis and CHUNK_SHA_FILE in files:
+        terms = TermCounts.load(folder, BM25Index.load(folder).terms, n)
+    return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms)
 
 
 def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | None:

@@ -16,13 +16,14 @@ import numpy as np
 import scipy.sparse
 import Stemmer
 
+from .compounds import split_compound
 from .errors import IndexCorruptError, IndexFormatError
 from .language import LANGUAGES, detect_language, fold_diacritics
 
 __all__ = ["VERSION", "IDF_FLOOR", "Analyzer", "BM25Index"]
 
 # Bump whenever analyze() can return different tokens for the same input: indexes record it.
-VERSION = "1"
+VERSION = "2"   # 2: Dutch compounds also give their parts (compounds.py)
 
 # Snowball's Dutch and English stop-word lists (ASCII, so folding leaves them unchanged), plus
 # question words Snowball keeps ("hoeveel", "how many") and the fragments English contractions
@@ -77,7 +78,8 @@ def _stemmer(lang: str) -> Stemmer.Stemmer:
 
 @dataclass(frozen=True)
 class Analyzer:
-    """Turns text into index terms: tokenise, lowercase, fold, drop stop words, stem.
+    """Turns text into index terms: tokenise, lowercase, fold, drop stop words, split Dutch
+    compounds (the whole word stays a term too, its parts follow it), stem.
 
     Single letters count as stop words: they are mostly leftovers of apostrophes and
     initials ("Poetin's", "zo'n", "J. Smith").
@@ -88,9 +90,10 @@ class Analyzer:
     stem: bool = True
     fold_diacritics: bool = True
     stopwords: bool = True
+    compounds: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("stem", "fold_diacritics", "stopwords"):
+        for name in ("stem", "fold_diacritics", "stopwords", "compounds"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -102,7 +105,7 @@ class Analyzer:
             The settings, such that ``Analyzer(**analyzer.to_dict()) == analyzer``.
         """
         return {"stem": self.stem, "fold_diacritics": self.fold_diacritics,
-                "stopwords": self.stopwords}
+                "stopwords": self.stopwords, "compounds": self.compounds}
 
     def analyze(self, text: str, lang: str | None = None) -> list[str]:
         """Split ``text`` into index terms.
@@ -131,14 +134,17 @@ class Analyzer:
         else:
             text = unicodedata.normalize("NFKC", text)
         stop = _STOPWORDS[lang] if self.stopwords else frozenset()
+        split = self.compounds and lang == "nl"
         terms: list[str] = []
         word_positions: list[int] = []
         for number, word in _TOKEN.findall(text):
             if number:
                 terms.append(number)
             elif not self.stopwords or (len(word) > 1 and word not in stop):
-                word_positions.append(len(terms))
-                terms.append(word)
+                parts = [p for p in split_compound(word) if p not in stop] if split else []
+                for w in (word, *parts):
+                    word_positions.append(len(terms))
+                    terms.append(w)
         if self.stem and word_positions:
             stems = _stemmer(lang).stemWords([terms[i] for i in word_positions])
             for position, stem in zip(word_positions, stems):
@@ -157,6 +163,12 @@ _FORMAT = 1
 _VOCAB_FILE = "bm25_vocab.json"
 _ARRAY_FILES = {"data": "bm25_data.npy", "indices": "bm25_indices.npy", "indptr": "bm25_indptr.npy"}
 _DTYPES = {"data": np.dtype(np.float64), "indices": np.dtype(np.int32), "indptr": np.dtype(np.int64)}
+
+
+def _check_params(k1: float, b: float, epsilon: float) -> None:
+    for name, value, ok in (("k1", k1, k1 >= 0), ("b", b, 0 <= b <= 1), ("epsilon", epsilon, epsilon >= 0)):
+        if not ok or not math.isfinite(value):
+            raise ValueError(f"{name} must be {'between 0 and 1' if name == 'b' else '>= 0'}, got {value!r}")
 
 
 class BM25Index:
@@ -200,11 +212,7 @@ class BM25Index:
             ValueError: A parameter is out of range.
             TypeError: A document is a string instead of a list of terms.
         """
-        for name, value, ok in (("k1", k1, k1 >= 0), ("b", b, 0 <= b <= 1),
-                                ("epsilon", epsilon, epsilon >= 0)):
-            if not ok or not math.isfinite(value):
-                raise ValueError(f"{name} must be {'between 0 and 1' if name == 'b' else '>= 0'}"
-                                 f", got {value!r}")
+        _check_params(k1, b, epsilon)
         for row, doc in enumerate(docs_tokens):
             if isinstance(doc, str):
                 raise TypeError(f"docs_tokens[{row}] is a str; pass a list of terms per document")
@@ -219,9 +227,56 @@ class BM25Index:
         counts = scipy.sparse.csc_matrix((np.ones(term_ids.size), (doc_ids, term_ids)),
                                          shape=(n_docs, n_terms))
         counts.sum_duplicates()
+        return cls._weigh(list(vocab), counts, lengths, k1=k1, b=b, epsilon=epsilon)
+
+    @classmethod
+    def from_counts(cls, terms: Sequence[str], indptr: np.ndarray, term_ids: np.ndarray, counts: np.ndarray, *,
+                    k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> BM25Index:
+        """Index documents given as term counts instead of token lists (no text analysed again).
+
+        Row i holds ``terms[term_ids[j]]`` ``counts[j]`` times for j in ``indptr[i]:indptr[i + 1]``,
+        each term at most once per row. The result equals ``build`` on the same documents when the
+        terms are numbered in order of first appearance (rank_bm25 sums its idfs in that order).
+
+        Args:
+            terms: The vocabulary; column j of the index is ``terms[j]``.
+            indptr: Row pointers, length n_docs + 1.
+            term_ids: Term numbers per (row, term), int.
+            counts: Occurrences per (row, term), >= 1.
+            k1, b, epsilon: As for build().
+
+        Returns:
+            The index.
+
+        Raises:
+            ValueError: A parameter is out of range, the arrays do not fit together, or a term
+                occurs in no document.
+        """
+        _check_params(k1, b, epsilon)
+        indptr, term_ids, counts = np.asarray(indptr, np.int64), np.asarray(term_ids), np.asarray(counts)
+        if (indptr.ndim != 1 or indptr.size == 0 or indptr[0] != 0 or indptr[-1] != term_ids.size
+                or term_ids.size != counts.size or np.any(np.diff(indptr) < 0)):
+            raise ValueError("indptr, term_ids and counts do not describe one row of term counts per document")
+        if counts.size and (counts.min() < 1 or term_ids.min() < 0 or term_ids.max() >= len(terms)):
+            raise ValueError("counts must be >= 1 and term_ids must number the given terms")
+        n_docs = indptr.size - 1
+        lengths = np.zeros(n_docs, np.int64)
+        rows = np.flatnonzero(np.diff(indptr))  # reduceat sums from each start to the next one
+        if rows.size:
+            lengths[rows] = np.add.reduceat(counts, indptr[rows], dtype=np.int64)
+        matrix = scipy.sparse.csr_matrix((counts, term_ids, indptr), shape=(n_docs, len(terms)))
+        return cls._weigh(list(terms), matrix.tocsc(), lengths, k1=k1, b=b, epsilon=epsilon)
+
+    @classmethod
+    def _weigh(cls, terms: list[str], counts: scipy.sparse.csc_matrix, lengths: np.ndarray, *, k1: float, b: float,
+               epsilon: float) -> BM25Index:
+        """The index of an n_docs x n_terms count matrix (no repeated entries) and the row lengths."""
         counts.sort_indices()
+        n_docs, n_terms = counts.shape
         indptr = counts.indptr.astype(np.int64)
         df = np.diff(indptr)
+        if n_terms and not df.all():
+            raise ValueError(f"term {terms[int(np.argmin(df))]!r} occurs in no document")
         # The same two math.log calls as rank_bm25, once per distinct df, for bit-equal idfs.
         unique_df, inverse = np.unique(df, return_inverse=True)
         idf = np.array([math.log(n_docs - n + 0.5) - math.log(n + 0.5)
@@ -230,17 +285,34 @@ class BM25Index:
         floor = epsilon * average_idf if epsilon * average_idf > 0 else IDF_FLOOR
         idf[idf <= 0] = floor
         tf = counts.data
-        dl = lengths[counts.indices]
         avgdl = int(lengths.sum()) / n_docs if n_docs else 0.0
-        # Same expression and operation order as BM25Okapi.get_scores, so weights are bit-equal.
-        data = np.repeat(idf, df) * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)))
+        # BM25Okapi.get_scores's idf * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))), with
+        # the same operations on the same values in the same order, so weights are bit-equal: the
+        # length part once per document, the rest in place (a + x == x + a exactly), as every
+        # (term, document) array is as large as the index (800 MB at 1M chunks).
+        per_doc = b * lengths
+        if counts.nnz:  # (no division by a zero average length when there is nothing to weigh)
+            per_doc /= avgdl
+        per_doc += 1 - b
+        per_doc *= k1
+        norm = per_doc[counts.indices]
+        norm += tf
+        data = tf * (k1 + 1)
+        data /= norm
+        del norm
+        data *= np.repeat(idf, df)
         params = {"k1": k1, "b": b, "epsilon": epsilon, "avgdl": avgdl,
                   "average_idf": average_idf, "idf_floor": floor}
-        return cls(list(vocab), data.astype(np.float64), counts.indices.astype(np.int32), indptr,
+        return cls(terms, data.astype(np.float64, copy=False), counts.indices.astype(np.int32, copy=False), indptr,
                    n_docs=n_docs, params=params)
 
     def __len__(self) -> int:
         return self._n_docs
+
+    @property
+    def terms(self) -> list[str]:
+        """The vocabulary: column j is ``terms[j]``, in order of first appearance (do not change it)."""
+        return self._terms
 
     @property
     def vocabulary_size(self) -> int:

@@ -27,11 +27,27 @@ def offsets_name(name: str) -> str:
     return f"{name}.offsets.npy"
 
 
+@dataclasses.dataclass(frozen=True)
+class RawLines:
+    """Consecutive records of a table as their JSONL bytes (`Records.raw_lines`), written as they are."""
+
+    data: bytes | memoryview
+    lengths: np.ndarray | tuple[int]   # the byte length of each line
+
+
 def write_records(path: Path, records: Iterable[Any]) -> dict[str, int | None]:
-    """Write records (dicts or dataclasses) as JSONL plus their offsets file; return {file name: rows or None}."""
+    """Write records (dicts, dataclasses, or `RawLines` copied from another table) as JSONL plus
+    their offsets file; return {file name: rows or None}."""
     offsets = [0]
     with open(path, "wb") as f:
         for record in records:
+            if isinstance(record, RawLines):
+                f.write(record.data)
+                if len(record.lengths) == 1:  # one record: most of what a sync copies of the docs table
+                    offsets.append(offsets[-1] + int(record.lengths[0]))
+                else:
+                    offsets.extend((offsets[-1] + np.cumsum(record.lengths, dtype=np.int64)).tolist())
+                continue
             if dataclasses.is_dataclass(record):
                 record = dataclasses.asdict(record)
             line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
@@ -89,6 +105,9 @@ class Records(Sequence):
             record = json.loads(self._data[self._offsets[i]:self._offsets[i + 1]])
         except (ValueError, UnicodeDecodeError) as exc:
             raise self._corrupt(f"has a broken record at row {i} ({exc})") from exc
+        return self._typed(record, i)
+
+    def _typed(self, record, i: int):
         if not isinstance(record, dict):
             raise self._corrupt(f"has a non-object record at row {i}")
         for name, kind in self.fields.items():
@@ -100,6 +119,29 @@ class Records(Sequence):
             return self.kind(**{k: v for k, v in record.items() if k in self._names})
         except TypeError as exc:
             raise self._corrupt(f"has a record that is not a {self.kind.__name__} at row {i} ({exc})") from exc
+
+    def raw_lines(self, start: int, stop: int) -> RawLines:
+        """Rows start..stop-1 as their JSONL bytes, unparsed (to copy them into a new table)."""
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"rows {start}..{stop} out of range for a table of {len(self)}")
+        a, b = int(self._offsets[start]), int(self._offsets[stop])
+        lengths = (b - a,) if stop == start + 1 else np.diff(self._offsets[start:stop + 1])
+        # A view of the mapped file, not a copy: a table's worth of rows is written straight through.
+        return RawLines(memoryview(self._data)[a:b], lengths)
+
+    def all(self) -> list:
+        """Every record, parsed in one go (several times faster than one by one, for a sync that
+        reads the whole document table)."""
+        if not len(self):
+            return []
+        try:
+            # JSON lines never hold a raw newline, so the lines joined by commas are one JSON array.
+            records = json.loads(b"[" + bytes(self._data).rstrip(b"\n").replace(b"\n", b",") + b"]")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._corrupt(f"has a broken record ({exc})") from exc
+        if len(records) != len(self):
+            raise self._corrupt("does not match its offsets file")
+        return [self._typed(record, i) for i, record in enumerate(records)]
 
     def __repr__(self) -> str:
         return f"Records({str(self.path)!r}, {len(self)} rows)"

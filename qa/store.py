@@ -4,7 +4,7 @@ Layout of an index folder (default `index/`)::
 
     index/CURRENT            name of the live generation (replaced atomically)
     index/g-<time>-<rand>/   one complete index: data files + manifest.json (written last)
-    index/.lock              held while a build swaps generations in
+    index/.lock              held while a build or sync writes and swaps a generation in
 
 A build writes a new generation next to the live one and then replaces CURRENT, so a reader
 sees either the old index or the new one, never a mix, and a killed build leaves the old index
@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -56,13 +57,31 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+_held = threading.local()
+
+
 @contextmanager
-def _build_lock(index_dir: Path):
+def locked(index_dir: Path):
+    """Hold the index folder's write lock: no other build or sync of it runs meanwhile.
+
+    Readers never take it. A sync holds it from reading the live generation until its own is
+    live, so two writers never both derive a generation from the same one (the second would undo
+    the first's changes); `write_index` inside it does not lock again. Created if missing.
+    """
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    key = str(index_dir.resolve())
+    held = _held.__dict__.setdefault("dirs", set())
+    if key in held:
+        yield
+        return
     with open(index_dir / ".lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
@@ -93,8 +112,7 @@ def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: 
 
 
 def _write_generation(index_dir: Path, write_files: Callable[[Path], dict], manifest: dict) -> Path:
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with _build_lock(index_dir):
+    with locked(index_dir):
         _remove_debris(index_dir)
         name = f"{_GEN_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".tmp-{name}"

@@ -70,7 +70,7 @@ class FakeQA:
     def __init__(self, answer=None, error: Exception | None = None):
         self.answer, self.error = answer, error
 
-    def ask(self, question, *, k=5):
+    def ask(self, question, *, k=5, history=()):
         if self.error:
             raise self.error
         return self.answer
@@ -182,15 +182,29 @@ def test_respond_appends_question_and_answer(hash_qa):
     assert "CBS" in html.unescape(history[3]["content"])
 
 
+def test_a_follow_up_says_it_used_the_previous_question(hash_qa):
+    earlier = "Wat meldt het CBS over de <b>inflatie</b>?"
+    message, _ = app.answer_markdown(hash_qa, "En hoeveel procent was het?", history=[earlier])
+    assert_inert(message)
+    assert "met de vorige vraag" in message and "&#60;b&#62;inflatie&#60;/b&#62;" in message
+    english, _ = app.answer_markdown(hash_qa, "And how much was it?", history=["What does CBS say about inflation?"])
+    assert "using the previous question" in english
+    alone, _ = app.answer_markdown(hash_qa, "Wie werd uitgeroepen tot beste speler van het WK voetbal?", history=[earlier])
+    assert "nqa-context" not in alone  # a question that stands alone is answered alone
+
+
 def test_load_or_build_builds_only_when_missing_or_stale(news_dir, tmp_path, capsys):
     index = tmp_path / "index"
     app.load_or_build(str(index), str(news_dir), "hash-64")
-    assert "Building the index" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Indexing" in out and "no index" in out and "6 added" in out
     app.load_or_build(str(index), str(news_dir), "hash-64")
-    assert "Building" not in capsys.readouterr().out
+    assert "Indexing" not in capsys.readouterr().out
     (news_dir / "extra.txt").write_text("date 2023-05 Een nieuw bericht over de NS en vertraagde treinen.", encoding="utf-8")
     qa = app.load_or_build(str(index), str(news_dir), "hash-64")
-    assert "corpus changed" in capsys.readouterr().out and len(qa.docs) == 7
+    out = capsys.readouterr().out
+    assert "corpus changed" in out and len(qa.docs) == 7
+    assert "1 added" in out and "chunks: 1 embedded, 6 reused" in out  # synced, not rebuilt
 
 
 # ------------------------------------------------------------------ the real model on the seed corpus

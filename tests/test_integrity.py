@@ -226,14 +226,17 @@ def test_empty_offsets_file_without_checksums(hash_qa, tmp_path):
 
 def test_tables_that_disagree_with_the_vectors_are_never_made_live(hash_qa, tmp_path):
     from qa.chunking import ChunkSettings
-    from qa.index import write_generation
+    from qa.index import DocEntry, open_rows, write_generation
     from qa.lexical import Analyzer
 
     before = store.current_generation(_index(tmp_path))
+    rows = open_rows(_index(tmp_path))
+    docs = [DocEntry(rows.docs[i].doc_id, rows.docs[i], bytes(rows.doc_sha256[i]), *map(int, rows.doc_rows[i]))
+            for i in range(len(rows.docs))]
     with pytest.raises(ValueError, match="must be the same chunks"):
-        write_generation(_index(tmp_path), chunks=list(hash_qa.chunks)[:1], docs=[], vectors=np.asarray(hash_qa.vectors),
-                         dense=hash_qa.dense, bm25=hash_qa.bm25, model=hash_qa.manifest["model"],
-                         chunking=ChunkSettings(), analyzer=Analyzer(), corpus={})
+        write_generation(_index(tmp_path), chunks=list(hash_qa.chunks)[:1], docs=docs, vectors=np.asarray(hash_qa.vectors),
+                         chunk_sha256=rows.chunk_sha256, terms=rows.terms, dense=hash_qa.dense, bm25=hash_qa.bm25,
+                         model=hash_qa.manifest["model"], chunking=ChunkSettings(), analyzer=Analyzer(), corpus={})
     assert store.current_generation(_index(tmp_path)) == before
     assert len(QA.load(_index(tmp_path)).chunks) == len(hash_qa.chunks)
 

@@ -80,7 +80,7 @@ def _build_cmd(corpus: Path, index_dir: Path) -> list[str]:
 # enters a phase, so the report can say where each kill landed.
 _TRACER = r"""
 import os, sys
-from qa import api, store
+from qa import rows, store, sync
 from qa.embedding import HashEmbedder
 from qa.cli import main
 
@@ -96,10 +96,10 @@ def traced(phase, original, first_only=False):
         return original(*args, **kwargs)
     return wrapper
 
-api.scan_corpus = traced("reading", api.scan_corpus)
-api.chunk_text = traced("chunking", api.chunk_text, first_only=True)
-HashEmbedder.encode_passages = traced("embedding", HashEmbedder.encode_passages)
-api.DenseIndex.build = staticmethod(traced("indexing (FAISS, BM25)", api.DenseIndex.build))
+sync.scan_corpus = traced("reading", sync.scan_corpus)
+rows.chunk_text = traced("chunking", rows.chunk_text, first_only=True)
+HashEmbedder.encode_passages = traced("embedding", HashEmbedder.encode_passages, first_only=True)
+sync.DenseIndex.build = staticmethod(traced("indexing (FAISS, BM25)", sync.DenseIndex.build))
 store.write_index = traced("writing files", store.write_index)
 store._fsync = traced("fsync", store._fsync, first_only=True)
 original_rename = store.os.rename

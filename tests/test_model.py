@@ -65,7 +65,7 @@ def test_absent_answer_is_said_plainly(seed_qa):
 def test_cli_ask_json_end_to_end(seed_index, capsys):
     assert main(["ask", "How many square kilometres were liberated in less than a week?", "--index", str(seed_index), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"question", "language", "answer_found", "citations", "context"}
+    assert set(out) == {"question", "language", "answer_found", "citations", "context", "generated"}
     c = out["citations"][0]
     assert set(c) == {"n", "doc_id", "title", "date", "source", "chunk_id", "text", "start", "end", "score", "highlight", "ranks"}
     assert c["n"] == 1 and c["doc_id"] == "000_c246448bc5d103a6.txt" and c["date"] == "2022-10"
