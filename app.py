@@ -221,7 +221,16 @@ CSS = """
 
 
 def upload_articles(live: LiveQA, corpus: Path, files: list[str] | None) -> str:
-    """Place uploaded files in the corpus folder and sync the index; a message per file (safe HTML)."""
+    """Place uploaded files in the corpus folder (qa.upload) and sync the index with it.
+
+    Args:
+        live: the index the app answers from; the next question answers from the synced one.
+        corpus: the corpus folder.
+        files: paths of the uploaded copies, named as uploaded.
+
+    Returns:
+        A chat-style message (safe HTML): a line per file, then the sync's summary.
+    """
     if not files:
         return _message(esc(UPLOAD_NOTHING))
     qa = live.get()

@@ -101,15 +101,15 @@ class _AnonPeak(threading.Thread):
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak, self._stop = 0.0, threading.Event()
+        self.peak, self._done = 0.0, threading.Event()
         self.start()
 
     def run(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._done.wait(0.02):
             self.peak = max(self.peak, status_mb()["RssAnon"])
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .corpus import CorpusWarning
-from .errors import QAError, QuestionError
+from .errors import QAError, QuestionError, RebuildWarning
 
 DEFAULT_CORPUS = "seeds"
 DEFAULT_INDEX = "index"
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
-    if issubclass(category, CorpusWarning):
+    if issubclass(category, (CorpusWarning, RebuildWarning)):
         return f"warning: {_inert(str(message))}\n"
     return _FORMATWARNING(message, category, filename, lineno, line)
 

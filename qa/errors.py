@@ -41,3 +41,7 @@ class IndexWriteError(QAError):
 
 class SyncError(QAError):
     """An index cannot be updated as asked (unknown article ids, an index `qa add` cannot extend)."""
+
+
+class RebuildWarning(UserWarning):
+    """A sync cannot reuse the live index (damaged, another model or chunking) and embeds everything."""

@@ -87,7 +87,12 @@ class Watcher(threading.Thread):
             self.check()
 
     def check(self):
-        """Sync if the corpus changed since the last look; returns the SyncReport or None."""
+        """Sync if the corpus changed since the last look.
+
+        Returns:
+            The SyncReport, or None when nothing changed or the sync failed (logged; the live
+            index serves on).
+        """
         state = self._look()
         if state is None or state == self._state:
             return None

@@ -42,7 +42,14 @@ class New:
 
 
 class NewRows:
-    """The new generation's rows for `items` (in corpus order), given the live generation."""
+    """The new generation's rows for `items`, given the live generation.
+
+    Args:
+        items: the articles of the new generation in corpus order, each kept or new.
+        live: the live generation (None: nothing to reuse; then every item is New).
+        live_ids: the doc_id of each row of the live docs table.
+        chunking: how new articles are chunked (the live index's settings when it is reused).
+    """
 
     def __init__(self, items: list[Keep | New], live: LiveRows | None, live_ids: list[str], chunking: ChunkSettings):
         self.items, self.live, self.old_ids = items, live, set(live_ids)
@@ -203,7 +210,11 @@ class NewRows:
 
 
 def embed_texts(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
-    """Vectors of texts, embedded in groups of EMBED_GROUP, longest first."""
+    """Embed passages in groups of EMBED_GROUP, longest first (see EMBED_GROUP).
+
+    Returns:
+        One row per text, in the order given.
+    """
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.empty((len(texts), embedder.dim), np.float32)
     bar = None

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import threading
@@ -107,7 +108,10 @@ def write_index(index_dir: Path, write_files: Callable[[Path], dict], manifest: 
     except OSError as exc:
         after = ("The index that was there is unchanged." if _current_name(Path(index_dir)) == live else
                  "The new index is live, but may not have reached the disk; build it again.")
-        raise IndexWriteError(f"cannot write the index in {index_dir} ({exc.strerror or exc}); free disk space or "
+        reason = exc.strerror or str(exc)
+        if re.fullmatch(r"\d+ requested and \d+ written", reason):  # numpy's words for a write cut short
+            reason = "no space left on the device: a write stopped short"
+        raise IndexWriteError(f"cannot write the index in {index_dir} ({reason}); free disk space or "
                               f"write the index elsewhere (--index). {after}") from exc
 
 

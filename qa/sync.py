@@ -35,7 +35,7 @@ from .chunking import ChunkSettings
 from .corpus import Corpus, CorpusWarning, as_list, scan_corpus
 from .dense import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HNSW_STORAGE, HNSW_THRESHOLD, KINDS, MAX_MASKED_SHARE, DenseIndex
 from .embedding import Embedder, load_embedder
-from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, SyncError
+from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, RebuildWarning, SyncError
 from .index import LiveRows, open_rows, write_generation
 from .lexical import Analyzer
 from .rows import Keep, New, NewRows
@@ -107,6 +107,13 @@ class _Live:
     def refuse(self, why: str) -> None:
         """Reuse nothing after all (the loaded model is not the one the index was built with)."""
         self.why_not, self.rows, self.docs, self.ids, self.number = why, None, [], [], {}
+        self.warn()
+
+    def warn(self) -> None:
+        """Say before the slow part that an existing index is not reused (a rebuild can take hours)."""
+        if self.name is not None and self.why_not is not None and self.why_not != "asked to rebuild":
+            warnings.warn(f"the index cannot be reused, so every chunk is embedded again: {self.why_not}",
+                          RebuildWarning)
 
     def known_files(self) -> dict[str, tuple[str, list[str]]] | None:
         """path -> (sha256, doc ids) of the recorded corpus files a sync need not parse again."""
@@ -171,6 +178,7 @@ def sync(paths: Iterable[str | Path], index_dir: str | Path = "index", *, model:
         raise ValueError(f"dense must be one of {', '.join(KINDS)}, got {dense!r}")
     with store.locked(index_dir):
         live = _Live(Path(index_dir), rebuild=rebuild, model=model, embedder=embedder, chunking=chunking)
+        live.warn()
         corpus = scan_corpus(paths, skip_bad=skip_bad, known=live.known_files())
         scanned = [corpus]
 
@@ -261,7 +269,8 @@ def remove(doc_ids: Iterable[str], index_dir: str | Path = "index") -> SyncRepor
         def plan(live: _Live) -> list[Keep | New]:
             return [Keep(i) for i in live.in_row_order() if live.ids[i] not in gone]
 
-        return _update(Path(index_dir), live, plan, record=live.edited(doc_ids), by="remove", start=start, ids=doc_ids)
+        return _update(Path(index_dir), live, plan, record=live.edited(doc_ids), by="remove", start=start,
+                       ids=doc_ids[:100], removed_ids=len(doc_ids))
 
 
 def _editable(index_dir: Path, embedder: Embedder | None, *, must_exist: bool = False) -> _Live:

@@ -44,11 +44,15 @@ class TermCounts:
 
     @classmethod
     def count(cls, rows: Iterable[Sequence[str]], numbers: dict[str, int]) -> TermCounts:
-        """Count the terms of each row (e.g. Analyzer.analyze output).
+        """Count the terms of each row.
 
-        `numbers` maps terms to their numbers; terms it lacks get the next numbers and are added
-        to it, so counts made with one shared `numbers` can be joined. The vocabulary is `numbers`
-        in insertion order.
+        Args:
+            rows: the terms of each row, e.g. Analyzer.analyze output.
+            numbers: term -> number; terms it lacks get the next numbers and are added to it, so
+                counts made with one shared `numbers` can be joined.
+
+        Returns:
+            The counts; their vocabulary is `numbers` in insertion order.
         """
         ids, tf, indptr = array("i"), array("i"), array("q", [0])
         number = numbers.setdefault
@@ -62,8 +66,16 @@ class TermCounts:
 
     @classmethod
     def join(cls, parts: Iterable[tuple[TermCounts, int, int]], vocabulary: list[str]) -> TermCounts:
-        """Rows start..stop-1 of each part, one after the other; every part numbers its terms by
-        `vocabulary` (or a prefix of it)."""
+        """Rows of several counts, one part after the other.
+
+        Args:
+            parts: (counts, start, stop): rows start..stop-1 of counts that number their terms by
+                `vocabulary` (or a prefix of it).
+            vocabulary: the terms of the result.
+
+        Returns:
+            The joined counts (not renumbered).
+        """
         pointers, ids, tf = [np.zeros(1, np.int64)], [], []
         end = 0
         for counts, start, stop in parts:

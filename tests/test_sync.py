@@ -32,6 +32,7 @@ from qa.chunking import ChunkSettings
 from qa.corpus import scan_corpus
 from qa.dense import MAX_MASKED_SHARE
 from qa.embedding import HashEmbedder
+from qa.errors import RebuildWarning
 from qa.index import chunk_sha256, open_rows
 from qa.lexical import Analyzer
 from qa.store import CURRENT, current_generation
@@ -255,10 +256,12 @@ def test_a_sync_without_changes_writes_nothing(news_dir, tmp_path):
 def test_another_model_or_chunking_embeds_everything_again(news_dir, tmp_path):
     index = tmp_path / "index"
     QA.build([news_dir], index, model="hash-64")
-    report = QA.sync([news_dir], index, model="hash-32")
+    with pytest.warns(RebuildWarning, match="every chunk is embedded again: model changed"):  # said before it starts
+        report = QA.sync([news_dir], index, model="hash-32")
     assert "model changed" in report.rebuilt and report.chunks["reused"] == 0 and report.chunks["embedded"] == 6
     assert QA.load(index).manifest["model"]["name"] == "hash-32"
-    report = QA.sync([news_dir], index, chunking=ChunkSettings(max_words=10))
+    with pytest.warns(RebuildWarning, match="chunking changed"):
+        report = QA.sync([news_dir], index, chunking=ChunkSettings(max_words=10))
     assert "chunking changed" in report.rebuilt and report.chunks["reused"] == 0
     assert QA.sync([news_dir], index).rebuilt is None  # the index's own settings by default
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -81,7 +82,8 @@ sys.exit(main(sys.argv[1:]))
 def test_sync_killed_at_random_moments_keeps_the_live_index(tmp_path):
     corpus = tmp_path / "corpus"
     states = {}
-    for name, n in (("old", ARTICLES - 100), ("new", ARTICLES)):
+    # Four times test_kill's corpus: a sync then spends most of its time past the interpreter's start-up.
+    for name, n in (("old", 4 * ARTICLES - 100), ("new", 4 * ARTICLES)):
         states[name] = _write_corpus(tmp_path / name / "news.jsonl", n, SEED).read_text(encoding="utf-8")
     corpus.mkdir()
     feed = corpus / "news.jsonl"
@@ -285,3 +287,27 @@ def test_sync_killed_at_each_write_step_keeps_the_live_index(tmp_path, small_cor
     # (A sync with nothing to do writes nothing, and so leaves the clean-up to the next one.)
     generations = len([n for n in _names(index_dir) if n.startswith("g-")])
     assert not _debris(index_dir) and (generations <= 3 if swapped else generations == 2)
+
+
+def test_a_sync_on_a_full_disk_says_so_and_loses_nothing(news_dir, tmp_path):
+    """A real full disk: a 3 MB tmpfs (needs the right to mount; skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (not root)")
+    try:
+        index_dir = disk / "index"
+        before = len(QA.build([news_dir], index_dir, model="hash-64").chunks)
+        for i in range(3000):
+            (news_dir / f"kort-{i}.txt").write_text(f"date 2024-01\nKort bericht {i} over gemeente {i} en het kabinet "
+                                                    f"dat besloot {i} euro uit te geven.", encoding="utf-8")
+        result = subprocess.run(_sync_cmd(news_dir, index_dir), env=_env(), capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 1 and result.stdout == ""
+        # Python's own writes say ENOSPC; numpy's and FAISS's have their own words for a write cut short.
+        assert re.fullmatch(rf"error: cannot write the index in {re.escape(str(index_dir))} \((No space left on device|"
+                            r"no space left on the device: a write stopped short)\); free disk space or write the index "
+                            r"elsewhere \(--index\)\. The index that was there is unchanged\.\n", result.stderr), result.stderr
+        assert len(QA.load(index_dir).chunks) == before and not _debris(index_dir)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
