@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from .chunking import split_sentences
 from .errors import CorpusError
+from .store import sha256_file
 
 MAX_FILE_BYTES = 50_000_000
 TEXT_SUFFIXES = frozenset({".txt", ".md"})
@@ -201,11 +202,7 @@ def _read_bytes(path: Path) -> bytes | None:
 
 def _file_record(path: Path, data: bytes | None) -> dict:
     if data is None:  # not read (too large, or being checked without a read): hash it in blocks
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return {"path": str(path), "sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+        return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
     return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
