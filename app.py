@@ -1,12 +1,15 @@
 """nieuws-QA chat: ask questions about Dutch news in the browser; answers are cited passages.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--index index] [--corpus seeds] [--model M]
-                  [--watch SECONDS] [--allow-upload]
+                  [--watch SECONDS] [--allow-upload] [--llm-url URL --llm-model NAME]
 
 Syncs the index with the corpus first when it is missing or stale (only new and changed articles
 are embedded), then serves the chat. While it runs, a new index generation made by `qa sync` in
 another process is picked up by the next question; `--watch` syncs the corpus folder itself
 whenever its files change, and `--allow-upload` lets visitors add articles (see SECURITY.md).
+With `--llm-url`/`--llm-model` (or $NIEUWS_QA_LLM_URL/$NIEUWS_QA_LLM_MODEL) a language model's
+written answer streams in above the verbatim one and is shown as the answer only when the
+grounding check verifies it (qa/generate.py, qa/grounding.py).
 """
 
 from __future__ import annotations
@@ -24,15 +27,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "0" if "--model" in sys.argv else "1")
 
 import argparse
 import logging
+import re
 import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio as gr
 from starlette.middleware import Middleware
 
 from qa import QA, QAError, QuestionError
+from qa.answer import Generated
 from qa.api import MAX_QUESTION_CHARS
 from qa.conversation import MAX_HISTORY
+from qa.generate import AnswerStream, load_generator
 from qa.live import LiveQA, Watcher
 from qa.upload import MAX_UPLOAD_BYTES, place_uploads
 
@@ -147,28 +155,50 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
     Returns:
         (chat message, sources panel). Never raises: problems become a friendly message.
     """
+    answer, problem = _ask(qa, question, k=k, history=history)
+    if answer is None:
+        return problem, SOURCES_PLACEHOLDER
+    return render_answer(answer, lang)
+
+
+def _ask(qa: QA, question: str, *, k: int = 5, history: list[str] | tuple = ()):
+    """(the Answer, "") or (None, a friendly chat message): never raises."""
     try:
-        answer = qa.ask(question, k=k, history=history)
+        return qa.ask(question, k=k, history=history), ""
     except QuestionError:
         too_long = isinstance(question, str) and len(question) > MAX_QUESTION_CHARS
-        return _message(esc(TOO_LONG if too_long else EMPTY_QUESTION)), SOURCES_PLACEHOLDER
+        return None, _message(esc(TOO_LONG if too_long else EMPTY_QUESTION))
     except QAError as exc:
         log.warning("question failed: %s", exc)
-        return _message(f"{esc(GENERIC_ERROR)}<br><small>{esc(exc)}</small>"), SOURCES_PLACEHOLDER
+        return None, _message(f"{esc(GENERIC_ERROR)}<br><small>{esc(exc)}</small>")
     except Exception:
         log.exception("unexpected error while answering %r", question[:200])
-        return _message(esc(GENERIC_ERROR)), SOURCES_PLACEHOLDER
+        return None, _message(esc(GENERIC_ERROR))
+
+
+def render_answer(answer, lang: str | None = None, *, written: str = "", answer_label: str | None = None
+                  ) -> tuple[str, str]:
+    """An Answer as a chat message and a sources panel, both safe HTML.
+
+    Args:
+        answer: from `QA.ask`.
+        lang: label language ("nl" or "en"); default: the language of the question.
+        written: safe HTML placed above the verbatim answer (the written answer, `--llm-url`).
+        answer_label: the label of the quoted sentence (default "Antwoord" / "Answer").
+    """
     t = LABELS.get(lang or answer.language, LABELS["en"])
     if not answer.citations:
         return _message(f"<p class='nqa-notfound'>{esc(t['no_passages'])}</p>"), SOURCES_PLACEHOLDER
     if answer.answer_found:
         best = answer.answer_citation
-        lead = (f"<p class='nqa-label'>{esc(t['answer'])}</p><blockquote class='nqa-quote'>“{esc(best.highlight.text)}”"
-                f" <span class='nqa-n'>[{best.n}]</span></blockquote><p class='nqa-label'>{esc(t['passages'])}</p>")
+        lead = (f"<p class='nqa-label'>{esc(answer_label or t['answer'])}</p><blockquote class='nqa-quote'>"
+                f"“{esc(best.highlight.text)}” <span class='nqa-n'>[{best.n}]</span></blockquote>"
+                f"<p class='nqa-label'>{esc(t['passages'])}</p>")
     else:
         best = answer.citations[0]
         lead = (f"<p class='nqa-notfound'>{esc(t['not_found'])}</p>"
                 f"<p class='nqa-label nqa-closest'>{esc(t['closest'])}</p>")
+    lead = written + lead
     if answer.context:
         # Unobtrusive, but the reader should know the answer also rests on the earlier question.
         lead = f"<p class='nqa-context'>{esc(t['context'])}: “{esc(answer.context[-1])}”</p>" + lead
@@ -189,6 +219,143 @@ def _with_answer(qa: QA, question: str, history: list, asked: list[str] | tuple 
 def _with_question(message: str, history: list | None) -> list:
     shown = message if len(message) <= 500 else message[:500] + " …"
     return [*(history or []), {"role": "user", "content": _message(esc(shown))}]
+
+
+
+# ------------------------------------------------------------------ written answers (--llm-url, off by default)
+# The verbatim answer is computed and shown first; the model's text streams in above it as a draft
+# labelled as being checked, then the grounding check's verdict replaces the draft: the text as
+# the answer when verified, otherwise a notice with the reasons (the rejected text folded away).
+# Model output is untrusted HTML like corpus text: it only ever reaches the page through esc().
+
+WRITTEN = {
+    "nl": {"checking": "Geschreven antwoord · wordt gecontroleerd…", "waiting": "het taalmodel schrijft…",
+           "verified": "Geschreven antwoord (gecontroleerd)", "verbatim": "Letterlijk uit de bron",
+           "unverified": "Het geschreven antwoord kon niet worden geverifieerd",
+           "reason": "Reden", "reasons": "Redenen", "rejected": "Afgewezen tekst tonen (geen antwoord)"},
+    "en": {"checking": "Written answer · checking…", "waiting": "the language model is writing…",
+           "verified": "Written answer (checked)", "verbatim": "Verbatim from the source",
+           "unverified": "The written answer could not be verified",
+           "reason": "Reason", "reasons": "Reasons", "rejected": "Show the rejected text (not an answer)"},
+}
+# A generic reason for a failure of our own (a bug), never its details.
+WRITTEN_FAILED = "the written answer failed"
+# At most this often (seconds) a growing draft is sent to the browser: the text stays live
+# without a message per token.
+STREAM_INTERVAL = 0.1
+_MARKERS = re.compile(r"(\[\s*\d{1,4}(?:\s*[,;]\s*\d{1,4})*\s*\])")
+
+
+def _model_tag(model: str) -> str:
+    return f" <small class='nqa-model'>{esc(model)}</small>" if model else ""
+
+
+def written_draft(text: str, model: str, lang: str) -> str:
+    """The streamed text, as safe HTML, labelled as not yet checked."""
+    w = WRITTEN.get(lang, WRITTEN["en"])
+    body = esc(text) if text.strip() else f"<span class='nqa-muted'>{esc(w['waiting'])}</span>"
+    return (f"<div class='nqa-written nqa-checking'><p class='nqa-label'>{esc(w['checking'])}{_model_tag(model)}</p>"
+            f"<p class='nqa-written-text'>{body}</p></div>")
+
+
+def written_verdict(generated, lang: str) -> str:
+    """The checked result, as safe HTML: the text as the answer when verified, else the reasons."""
+    w = WRITTEN.get(lang, WRITTEN["en"])
+    if generated.verified:
+        # [n] markers styled like the citation numbers they point to (the check made sure they do).
+        text = "".join(f"<span class='nqa-n'>{esc(part)}</span>" if i % 2 else esc(part)
+                       for i, part in enumerate(_MARKERS.split(generated.text)))
+        return (f"<div class='nqa-written nqa-verified'><p class='nqa-label'>{esc(w['verified'])}"
+                f"{_model_tag(generated.model)}</p><p class='nqa-written-text'>{text}</p></div>")
+    reasons = generated.reasons or (WRITTEN_FAILED,)
+    rejected = (f"<details class='nqa-rejected'><summary>{esc(w['rejected'])}</summary>"
+                f"<p class='nqa-rejected-text'>{esc(generated.text)}</p></details>" if generated.text.strip() else "")
+    return (f"<div class='nqa-written nqa-unverified'><p class='nqa-unverified-head'>{esc(w['unverified'])}"
+            f"{_model_tag(generated.model)}</p><p class='nqa-reasons'>{esc(w['reasons' if len(reasons) > 1 else 'reason'])}"
+            f": {esc('; '.join(reasons))}</p>{rejected}</div>")
+
+
+def stream_written_answer(qa: QA, generator, question: str, history: list, asked: list[str] | tuple = ()):
+    """One chat turn with a written answer; yields (chat history, sources panel) as it goes.
+
+    First the verbatim answer with an empty draft above it, then the draft as the model writes it,
+    then the check's verdict in its place. Never raises: a failing model, server or check ends in
+    the verbatim answer and a reason.
+
+    Args:
+        qa: the index to answer from.
+        generator: the language model (`qa.generate.load_generator`).
+        question: the user's question.
+        history: the chat so far, the question already appended.
+        asked: the earlier questions of this chat, for follow-ups.
+    """
+    answer, problem = _ask(qa, question, history=asked)
+    if answer is None or not answer.citations:
+        reply, sources = (problem, SOURCES_PLACEHOLDER) if answer is None else render_answer(answer)
+        yield [*history, {"role": "assistant", "content": reply}], sources
+        return
+    model = str(getattr(generator, "model", ""))
+
+    def turn(written: str, answer_label: str | None = None):
+        reply, sources = render_answer(answer, written=written, answer_label=answer_label)
+        return [*history, {"role": "assistant", "content": reply}], sources
+
+    yield turn(written_draft("", model, answer.language))
+    text, shown = "", time.monotonic()
+    try:
+        stream = AnswerStream(answer, generator, qa.embedder)
+        for piece in stream:
+            text += piece
+            if time.monotonic() - shown >= STREAM_INTERVAL:
+                shown = time.monotonic()
+                yield turn(written_draft(text, model, answer.language))
+        generated = stream.result.generated
+    except Exception:  # a bug of ours, not the model's: AnswerStream handles those
+        log.exception("written answer failed for %r", question[:200])
+        generated = Generated(text, False, (WRITTEN_FAILED,), model)
+    w = WRITTEN.get(answer.language, WRITTEN["en"])
+    yield turn(written_verdict(generated, answer.language), w["verbatim"] if generated.verified else None)
+
+
+WAIT = ("Even geduld: het vorige antwoord wordt nog geschreven. / "
+        "Please wait: the previous answer is still being written.")
+
+
+def _written_answer_events(live: LiveQA, generator, box, examples, chatbot, sources, pending, asked) -> None:
+    """The chat's events with written answers (inside `build_app`'s Blocks): one streamed turn at a
+    time per browser tab. A question sent while an answer still streams is refused with a notice
+    and stays in the box: the stream would otherwise overwrite its bubble, and Gradio would drop
+    its turn while the first one runs."""
+    streaming = gr.State(False)
+
+    def show_question(message, history, busy):
+        if busy:
+            gr.Warning(WAIT, duration=5)
+            return gr.skip(), gr.skip(), None, gr.skip()  # None: no turn for this one
+        return "", _with_question(message or "", history), message, True
+
+    def answer_turn(question, history, asked_before):
+        if question is None:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        valid = isinstance(question, str) and question.strip() and len(question) <= MAX_QUESTION_CHARS
+        now_asked = [*asked_before, question][-MAX_HISTORY:] if valid else asked_before
+        try:
+            for chat, panel in stream_written_answer(live.get(), generator, question, history, asked_before):
+                yield chat, panel, now_asked, True
+        except Exception:  # never leave the tab marked as streaming
+            log.exception("unexpected error while answering %r", question[:200])
+            yield [*history, {"role": "assistant", "content": _message(esc(GENERIC_ERROR))}], gr.skip(), gr.skip(), False
+            return
+        yield gr.skip(), gr.skip(), gr.skip(), False
+
+    # Queued, unlike the plain chat's show_question: Gradio shows a gr.Warning only from the queue.
+    for trigger in (box.submit(show_question, [box, chatbot, streaming], [box, chatbot, pending, streaming],
+                               api_visibility="private"),
+                    examples.load_input_event.then(show_question, [box, chatbot, streaming],
+                                                   [box, chatbot, pending, streaming], api_visibility="private")):
+        trigger.then(answer_turn, [pending, chatbot, asked], [chatbot, sources, asked, streaming],
+                     api_visibility="private")
 
 
 CSS = """
@@ -217,6 +384,18 @@ CSS = """
 .nqa-sources ol { padding-left: 0; list-style: none; margin: 0; }
 .nqa-sources li { margin-bottom: 0.7em; }
 .nqa-muted { color: var(--body-text-color-subdued); }
+.nqa-written { margin: 0.2em 0 0.8em; padding: 0.45em 0.8em; border-radius: 6px; }
+.nqa-written-text { white-space: pre-wrap; }
+.nqa-model { font-weight: 400; text-transform: none; letter-spacing: 0; color: #9ca3af; margin-left: 0.4em; }
+.nqa-checking { border: 1px dashed #9ca3af; color: #6b7280; }
+.nqa-checking .nqa-written-text { font-style: italic; }
+.nqa-verified { border-left: 4px solid #047857; background: rgba(4, 120, 87, 0.08); font-size: 1.05em; }
+.nqa-verified .nqa-label { color: #047857; }
+.nqa-unverified { border: 1px solid #fca5a5; background: rgba(220, 38, 38, 0.05); font-size: 0.9em; }
+.nqa-unverified-head { font-weight: 700; color: #b91c1c; }
+.nqa-reasons { color: #6b7280; }
+.nqa-rejected summary { cursor: pointer; color: #6b7280; font-size: 0.9em; }
+.nqa-rejected-text { white-space: pre-wrap; color: #6b7280; text-decoration: line-through; text-decoration-color: rgba(185, 28, 28, 0.5); }
 """
 
 
@@ -250,9 +429,11 @@ def upload_articles(live: LiveQA, corpus: Path, files: list[str] | None) -> str:
 UPLOAD_NOTHING = "Kies eerst bestanden (.txt, .md, .jsonl). / Choose files first (.txt, .md, .jsonl)."
 
 
-def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None) -> gr.Blocks:
+def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None, generator=None) -> gr.Blocks:
     """The chat UI around one shared index (a `QA`, followed as its folder gets new generations).
-    With `upload_to` (the corpus folder), an "add articles" control. Launch it with `launch_app`."""
+    With `upload_to` (the corpus folder), an "add articles" control; with `generator` (from
+    `qa.generate.load_generator`), a checked written answer streamed above each verbatim one.
+    Launch it with `launch_app`."""
     live = qa if isinstance(qa, LiveQA) else LiveQA(qa)
 
     def show_question(message, history):
@@ -290,11 +471,14 @@ def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None) -> gr.Blo
                         status = gr.Markdown(elem_id="nqa-upload-status")
                     send.click(lambda f: (upload_articles(live, Path(upload_to), f), None), files, [status, files],
                                api_visibility="private")
-        for trigger in (box.submit(show_question, [box, chatbot], [box, chatbot, pending], queue=False,
-                                   api_visibility="private"),
-                        examples.load_input_event.then(show_question, [box, chatbot], [box, chatbot, pending],
-                                                       queue=False, api_visibility="private")):
-            trigger.then(answer_turn, [pending, chatbot, asked], [chatbot, sources, asked], api_visibility="private")
+        if generator is None:
+            for trigger in (box.submit(show_question, [box, chatbot], [box, chatbot, pending], queue=False,
+                                       api_visibility="private"),
+                            examples.load_input_event.then(show_question, [box, chatbot], [box, chatbot, pending],
+                                                           queue=False, api_visibility="private")):
+                trigger.then(answer_turn, [pending, chatbot, asked], [chatbot, sources, asked], api_visibility="private")
+        else:
+            _written_answer_events(live, generator, box, examples, chatbot, sources, pending, asked)
         chatbot.clear(lambda: (SOURCES_PLACEHOLDER, []), None, [sources, asked], api_visibility="private")
         gr.api(ask, api_name="ask")
     # The model and indexes are shared and searching is read-only (the embedder serialises its
@@ -354,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="look at the corpus folder every SECONDS and sync the index when its files changed")
     p.add_argument("--allow-upload", action="store_true",
                    help="let visitors add .txt/.md/.jsonl articles to the corpus folder (off by default; see SECURITY.md)")
+    p.add_argument("--llm-url", default=None, metavar="URL",
+                   help="also stream a written answer from the language model at this OpenAI-compatible endpoint "
+                        "(e.g. http://127.0.0.1:8080/v1; default $NIEUWS_QA_LLM_URL; API key from "
+                        "$NIEUWS_QA_LLM_API_KEY), shown as the answer only if it passes the grounding check")
+    p.add_argument("--llm-model", default=None, metavar="NAME", help="the model to ask (default $NIEUWS_QA_LLM_MODEL)")
     args = p.parse_args(argv)
     if args.watch is not None and not args.watch > 0:
         p.error("--watch takes a number of seconds above 0")
@@ -362,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks
     try:
+        generator = load_generator(args.llm_url, args.llm_model)  # before the slow part: a bad option fails fast
         qa = load_or_build(args.index, args.corpus, args.model)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -369,7 +559,13 @@ def main(argv: list[str] | None = None) -> int:
     live = LiveQA(qa, args.index)
     if args.watch:
         Watcher(live, args.corpus, args.watch).start()
-    demo = build_app(live, upload_to=args.corpus if args.allow_upload else None)
+    demo = build_app(live, upload_to=args.corpus if args.allow_upload else None, generator=generator)
+    if generator is not None:
+        # The model and the server's address, never the key (nor credentials in the URL).
+        where = urlsplit(generator.url)
+        port = f":{where.port}" if where.port else ""
+        print(f"Written answers from {generator.model} at {where.scheme}://{where.hostname}{port}{where.path}, "
+              "shown only when checked against the passages", flush=True)
     launch_app(demo, host=args.host, port=args.port, block=False, quiet=True)
     # The first encode pays torch's warm-up (seconds): pay it now, while the first visitor's page loads.
     threading.Thread(target=answer_markdown, args=(qa, EXAMPLES[0]), daemon=True).start()

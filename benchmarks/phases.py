@@ -38,6 +38,7 @@ def build(n: int, folder: Path, data: Path, quick: bool) -> dict:
     from qa.embedding import load_embedder
     from qa.index import DocEntry, chunk_sha256, write_generation
     from qa.lexical import Analyzer, BM25Index
+    from qa.news import DocNews
     from qa.terms import TermCounts
 
     out: dict = {"n": n}
@@ -104,13 +105,15 @@ def build(n: int, folder: Path, data: Path, quick: bool) -> dict:
     model = load_embedder().identity.to_dict()
     t = time.perf_counter()
     chunks = list(synthetic_chunks(docs))
-    entries = [DocEntry(d.doc_id, d, chunk_sha256(d.doc_id), i * CHUNKS_PER_DOC, min(CHUNKS_PER_DOC, n - i * CHUNKS_PER_DOC))
-               for i, d in enumerate(synthetic_docs(n))]
+    texts = {f"d{i}": " ".join(c.text for c in chunks[i * CHUNKS_PER_DOC:(i + 1) * CHUNKS_PER_DOC])
+             for i in range((n + CHUNKS_PER_DOC - 1) // CHUNKS_PER_DOC)}
+    entries = [DocEntry(d.doc_id, d, chunk_sha256(d.doc_id), i * CHUNKS_PER_DOC, min(CHUNKS_PER_DOC, n - i * CHUNKS_PER_DOC),
+                        DocNews.of(d, texts[d.doc_id])) for i, d in enumerate(synthetic_docs(n))]
     generation = write_generation(
         folder / "index", chunks=chunks, docs=entries, vectors=vectors,
         chunk_sha256=np.frombuffer(b"".join(chunk_sha256(c.text) for c in chunks), np.uint8).reshape(-1, 32),
         terms=terms, dense=served, bm25=bm25, model=model, chunking=ChunkSettings(), analyzer=Analyzer(),
-        corpus={"paths": [], "files": [], "synthetic": f"{n} chunks, benchmarks/bench.py"},
+        corpus={"paths": [], "files": [], "synthetic": f"{n} chunks, benchmarks/bench.py"}, text_of=texts.__getitem__,
     )
     del chunks
     out["write_index_s"] = round(time.perf_counter() - t, 1)

@@ -16,6 +16,7 @@ from .corpus import Document
 from .embedding import Embedder
 from .fusion import Hit
 from .lexical import Analyzer
+from .news import Filters
 from .query import Query
 
 # A passage answers the question only if its best sentence is at least this similar to the
@@ -76,7 +77,12 @@ class Highlight:
 
 @dataclass(frozen=True)
 class Citation:
-    """One cited passage with its source, fused score and per-leg ranks."""
+    """One cited passage with its source, fused score and per-leg ranks.
+
+    `source` is what a reader wants to see: the publisher when the corpus names one, else the
+    corpus file (`path`). `duplicates` are the other copies of the same (wire) article: each a
+    dict with "doc_id", "publisher", "date", "url".
+    """
 
     n: int
     doc_id: str
@@ -91,22 +97,32 @@ class Citation:
     highlight: Highlight
     ranks: dict = field(default_factory=dict)
     found_by: str = "both"
+    publisher: str | None = None
+    url: str | None = None
+    path: str = ""
+    duplicates: tuple[dict, ...] = ()
 
     @classmethod
-    def of(cls, n: int, hit: Hit, chunk: Chunk, doc: Document | None, highlight: Highlight) -> Citation:
-        """The n-th citation: a search hit on a chunk of a document."""
+    def of(cls, n: int, hit: Hit, chunk: Chunk, doc: Document | None, highlight: Highlight,
+           copies: Sequence[Document] = ()) -> Citation:
+        """The n-th citation: a search hit on a chunk of a document (`copies`: its wire copies)."""
         doc = doc or Document(chunk.doc_id)
-        return cls(n=n, doc_id=chunk.doc_id, title=doc.title, date=doc.date, source=doc.source,
+        duplicates = tuple({"doc_id": d.doc_id, "publisher": d.publisher, "date": d.date, "url": d.url}
+                           for d in sorted(copies, key=lambda d: (d.date or "~", d.doc_id)))
+        return cls(n=n, doc_id=chunk.doc_id, title=doc.title, date=doc.date, source=doc.publisher or doc.source,
                    chunk_id=chunk.chunk_id, text=chunk.text, start=chunk.start, end=chunk.end,
-                   score=round(hit.score, 6), highlight=highlight, ranks=dict(hit.ranks), found_by=hit.found_by)
+                   score=round(hit.score, 6), highlight=highlight, ranks=dict(hit.ranks), found_by=hit.found_by,
+                   publisher=doc.publisher, url=doc.url, path=doc.source, duplicates=duplicates)
 
     def to_dict(self) -> dict:
         return {
             "n": self.n, "doc_id": self.doc_id, "title": self.title, "date": self.date,
-            "source": self.source, "chunk_id": self.chunk_id, "text": self.text,
+            "source": self.source, "publisher": self.publisher, "url": self.url, "path": self.path,
+            "chunk_id": self.chunk_id, "text": self.text,
             "start": self.start, "end": self.end, "score": self.score,
             "highlight": self.highlight.to_dict(),
             "ranks": {"bm25": self.ranks.get("bm25"), "dense": self.ranks.get("dense")},
+            "duplicates": [dict(d) for d in self.duplicates],
         }
 
 
@@ -134,6 +150,8 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     context: tuple[str, ...] = ()   # the earlier questions a follow-up was searched with
     generated: Generated | None = None   # a checked written answer, when a model was asked
+    filters: Filters = Filters()         # the articles searched (a date range may come from the question)
+    recency: bool = False                # newer articles were weighed up
 
     @property
     def answer_citation(self) -> Citation | None:
@@ -151,6 +169,7 @@ class Answer:
             "question": self.question, "language": self.language, "answer_found": self.answer_found,
             "citations": [c.to_dict() for c in self.citations], "context": list(self.context) or None,
             "generated": self.generated.to_dict() if self.generated else None,
+            "filters": self.filters.to_dict(), "recency": self.recency,
         }
 
 
@@ -224,9 +243,10 @@ def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: M
     for i, (hit, chunk) in enumerate(zip(hits, cited)):
         highlight = best_sentence(chunk.text, spans[i], vectors[bounds[i]:bounds[i + 1]], query.vector, query_terms,
                                   [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]], expects)
-        citations.append(Citation.of(i + 1, hit, chunk, docs.get(chunk.doc_id), highlight))
+        copies = [d for d in map(docs.get, hit.also) if d is not None]
+        citations.append(Citation.of(i + 1, hit, chunk, docs.get(chunk.doc_id), highlight, copies))
     return Answer(query.text, query.language, answers_question(citations, query.language), tuple(citations),
-                  tuple(context_questions(query)))
+                  tuple(context_questions(query)), filters=query.filters, recency=query.recency)
 
 
 class SentenceVectors:

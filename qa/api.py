@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 from . import store
@@ -22,12 +23,14 @@ from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, Mode
 from .fusion import Hit, SearchSettings, dbsf, rrf
 from .index import Generation, open_live, stale_reason
 from .language import detect_language
+from .news import Filters, as_day, make_filters
 from .query import MAX_QUESTION_CHARS, Query, check_question
 from .store import read_manifest
 from .sync import SyncReport
 from .sync import add as add_articles
 from .sync import remove as remove_articles
 from .sync import sync as sync_corpus
+from .when import asks_for_latest, find_time
 
 __all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stale_reason", "SearchSettings"]
 
@@ -46,6 +49,7 @@ class QA:
         self.folder, self.manifest = index.folder, index.manifest
         self.chunks, self.docs, self.vectors = index.chunks, index.docs, index.vectors
         self.dense, self.bm25, self.analyzer = index.dense, index.bm25, index.analyzer
+        self.news = index.news
         # Fusion is a query-time setting, not part of the index: an index built before the
         # defaults were re-tuned gets the current ones.
         self.settings = settings or SearchSettings()
@@ -208,37 +212,83 @@ class QA:
 
     # ------------------------------------------------------------------ questions
 
-    def prepare(self, question: str, settings: SearchSettings | None = None, history: Sequence[str] = ()) -> Query:
+    def prepare(self, question: str, settings: SearchSettings | None = None, history: Sequence[str] = (), *,
+                filters: Filters | None = None, now: date | None = None, read_time: bool = True,
+                recency: bool | None = None) -> Query:
         """Check a question and compute what the legs of `settings.mode` need (terms, vector).
 
         Args:
             history: the earlier questions of a conversation, oldest first; a question that
-                leans on the one before it (conversation.py) carries it as its `context`.
+                leans on the one before it (conversation.py) carries it as its `context`, and
+                searches within that question's dates when it names none itself.
+            filters: the articles to search (dates, publishers).
+            now: the reference date of relative time expressions ("vorige week"; default: the
+                newest article's date, so an archive answers as of its own time).
+            read_time: read a date range from the question's words ("in oktober 2022") when
+                `filters` has none; the terms and vector are then those of the rest of it.
+            recency: weigh newer articles up (default: when the question asks for the latest).
 
         Raises:
             QuestionError: the question (or an earlier one) is empty or longer than MAX_QUESTION_CHARS.
         """
         text = check_question(question)
         language = detect_language(text)
+        filters, searched = filters or Filters(), text
+        # Only an index with dated articles reads time words: in an undated one, a date range
+        # would leave nothing to cite.
+        if read_time and not filters.dated and self.news is not None and self.news.newest is not None:
+            found = find_time(text, language, now or self.reference_date)
+            if found is not None:
+                searched = found.rest or text
+                filters = replace(filters, since=found.range.since, until=found.range.until, from_question=found.text)
         mode = (settings or self.settings).mode
-        terms = tuple(self.analyzer.analyze(text, language)) if mode != "dense" else None
-        vector = self.embedder.encode_queries([text])[0] if mode != "bm25" else None
-        query = Query(text, language, terms, vector)
+        terms = tuple(self.analyzer.analyze(searched, language)) if mode != "dense" else None
+        vector = self.embedder.encode_queries([searched])[0] if mode != "bm25" else None
+        latest = asks_for_latest(text) if recency is None else recency
+        query = Query(text, language, terms, vector, filters=filters, recency=latest)
         history = list(history)[-MAX_HISTORY:]
         if history and leans_on_context(query):
-            query = replace(query, context=self.prepare(history[-1], settings, history[:-1]))
+            context = self.prepare(history[-1], settings, history[:-1], filters=replace(filters, since=None, until=None,
+                                   from_question=None), now=now, read_time=read_time)
+            if not filters.dated and context.filters.dated:  # "En wat zei hij daarover?" keeps "in oktober"
+                filters = context.filters
+            query = replace(query, context=context, filters=filters)
         return query
 
+    @property
+    def reference_date(self) -> date:
+        """"Today" for relative time expressions: the newest article's date (the wall clock's
+        for an index without dated articles)."""
+        return (self.news and self.news.newest) or date.today()
+
     def retrieve(self, query: Query, settings: SearchSettings) -> list[Hit]:
-        """The settings.k best chunks for a prepared question: each leg's top candidates, fused."""
+        """The settings.k best chunks for a prepared question: each leg's top candidates among the
+        rows its filters allow, fused; newer articles weighed up for `query.recency`; the wire
+        copies of one article collapsed into the earliest version found (news.py)."""
+        rows = None
+        if query.filters:
+            if self.news is None:
+                raise IndexFormatError(f"the index in {self.folder.parent} was built before date and publisher "
+                                       "filters; update it with `qa sync PATH` (no vector is embedded again)")
+            rows = self.news.rows(query.filters)
+        hits = self._fused(query, settings, rows)
+        if self.news is None:
+            return hits[:settings.k]
+        if query.recency:
+            factors = self.news.recency([h.row for h in hits], self.reference_date)
+            hits = sorted((replace(h, score=h.score * f) for h, f in zip(hits, factors.tolist())),
+                          key=lambda h: (-h.score, h.row))
+        return self._collapse(hits)[:settings.k]
+
+    def _fused(self, query: Query, settings: SearchSettings, rows) -> list[Hit]:
         depth = max(settings.depth, settings.k)
         legs = {}
         if settings.mode in ("hybrid", "bm25"):
-            legs["bm25"] = self.bm25.top_k(search_terms(query), depth)
+            legs["bm25"] = self.bm25.top_k(search_terms(query), depth, rows)
         if settings.mode in ("hybrid", "dense"):
-            legs["dense"] = self.dense.search(search_vector(query), depth)
+            legs["dense"] = self.dense.search(search_vector(query), depth, rows)
         if settings.mode != "hybrid":
-            return rrf(legs, k=settings.rrf_k, limit=settings.k)  # one leg: its own order
+            return rrf(legs, k=settings.rrf_k)  # one leg: its own order
         # BM25 only understands the question's words that occur in the corpus: an English
         # question over Dutch news shares a number or a name at best, and its other matches
         # are accidents ("week"). Its weight scales with that coverage, so accidents cannot
@@ -247,41 +297,77 @@ class QA:
         coverage = self.bm25.coverage(terms)
         if settings.fusion == "rrf":
             weights = {**settings.weights, "bm25": settings.weights.get("bm25", 1.0) * coverage}
-            return rrf(legs, k=settings.rrf_k, weights=weights, limit=settings.k)
+            return rrf(legs, k=settings.rrf_k, weights=weights)
         found = round(coverage * len(terms))
         share = coverage * (settings.bm25_share_long if found >= settings.long_terms else settings.bm25_share)
-        return dbsf(legs, weights={"bm25": share, "dense": 1.0 - share}, limit=settings.k)
+        return dbsf(legs, weights={"bm25": share, "dense": 1.0 - share})
+
+    def _collapse(self, hits: list[Hit]) -> list[Hit]:
+        """One version per wire-copy cluster: the hits of the earliest-dated copy found among the
+        hits (ties: the best hit's), with the other copies in `also`; other copies' hits dropped."""
+        copies = {h.row: self.news.copies(h.row) for h in hits}
+        chosen: dict[int, int] = {}
+        for h in hits:
+            doc, members = copies[h.row]
+            if len(members) > 1:
+                cluster = int(self.news.cluster[doc])
+                day = int(self.news.days[doc, 0]) or 10**9
+                if cluster not in chosen or day < int(self.news.days[chosen[cluster], 0] or 10**9):
+                    chosen[cluster] = doc
+        out = []
+        for h in hits:
+            doc, members = copies[h.row]
+            if len(members) == 1:
+                out.append(h)
+            elif chosen[int(self.news.cluster[doc])] == doc:
+                out.append(replace(h, also=tuple(self.docs.records[int(m)].doc_id for m in members if m != doc)))
+        return out
 
     def search(self, question: str, settings: SearchSettings | None = None, *, k: int | None = None,
-               mode: str | None = None) -> list[Hit]:
+               mode: str | None = None, since: date | str | None = None, until: date | str | None = None,
+               publishers: Iterable[str] | None = None, now: date | str | None = None, recency: bool | None = None,
+               read_time: bool = True) -> list[Hit]:
         """Return the best chunks for a question.
 
         Args:
             question: the question, Dutch or English.
             settings: how to search (default: this QA's settings, k=10 hybrid).
             k, mode: override the settings' k and mode.
+            since, until: only articles whose date lies in this range (inclusive; a date or
+                "YYYY-MM-DD"; "YYYY-MM" and "YYYY" mean the month's or year's first or last day).
+            publishers: only articles of these publishers (case-insensitive).
+            now, recency, read_time: as for `prepare` (a time expression in the question becomes
+                the date range when since and until are not given).
 
         Raises:
             QuestionError: the question is empty or too long.
-            ValueError: k or mode is not allowed.
+            ValueError: k, mode, since or until is not allowed.
         """
         settings = (settings or self.settings).but(k=k, mode=mode)
-        return self.retrieve(self.prepare(question, settings), settings)
+        query = self.prepare(question, settings, filters=make_filters(since, until, publishers), now=as_day(now),
+                             read_time=read_time, recency=recency)
+        return self.retrieve(query, settings)
 
     def ask(self, question: str, *, k: int = 5, settings: SearchSettings | None = None,
-            history: Sequence[str] = ()) -> Answer:
+            history: Sequence[str] = (), since: date | str | None = None, until: date | str | None = None,
+            publishers: Iterable[str] | None = None, now: date | str | None = None, recency: bool | None = None,
+            read_time: bool = True) -> Answer:
         """Answer a question with up to k cited passages, the answering sentence highlighted.
 
         Args:
             history: the earlier questions of a conversation, oldest first: a follow-up that
                 leans on them is searched with them (`Answer.context` says which).
+            since, until, publishers, now, recency, read_time: as for `search`; the filters
+                applied are in `Answer.filters`.
 
         Raises:
             QuestionError: the question is empty or longer than MAX_QUESTION_CHARS.
+            ValueError: since or until is not a date.
         """
         settings = (settings or self.settings).but(k=k)
         # The highlight compares sentences with the question's terms and vector: prepare both.
-        query = self.prepare(question, settings.but(mode="hybrid"), history)
+        query = self.prepare(question, settings.but(mode="hybrid"), history, filters=make_filters(since, until, publishers),
+                             now=as_day(now), read_time=read_time, recency=recency)
         return assemble(query, self.retrieve(query, settings), self.chunks, self.docs, analyzer=self.analyzer,
                         sentence_vectors=self._sentence_vectors)
 

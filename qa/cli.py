@@ -106,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
                         "default $NIEUWS_QA_LLM_URL; API key from $NIEUWS_QA_LLM_API_KEY) for a written answer, "
                         "shown only if it passes the grounding check")
     a.add_argument("--llm-model", default=None, metavar="NAME", help="the model to ask (default $NIEUWS_QA_LLM_MODEL)")
+    a.add_argument("--since", default=None, metavar="YYYY-MM-DD", help="only articles dated on or after this day")
+    a.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="only articles dated on or before this day")
+    a.add_argument("--publisher", action="append", default=None, metavar="NAME",
+                   help="only articles of this publisher (repeat for several)")
+    a.add_argument("--now", default=None, metavar="YYYY-MM-DD",
+                   help="'today' for time words in the question such as 'vorige week' (default: the newest article's date)")
+    a.add_argument("--no-time-filter", action="store_true",
+                   help="do not turn time words in the question ('in oktober 2022') into a date filter")
+    a.add_argument("--latest", action=argparse.BooleanOptionalAction, default=None,
+                   help="weigh newer articles up (default: when the question asks for the latest news)")
     a.set_defaults(run=_ask)
 
     i = sub.add_parser("info", help="describe an index")
@@ -129,6 +139,10 @@ def _build(args) -> int:
         print(to_json(info, indent=2))
     else:
         print(f"indexed {info['documents']} documents as {info['chunks']} chunks with {info['model']['name']} into {args.index}/")
+        news = info["news"]
+        if news["undated"]:
+            print(f"{news['undated']} articles without a readable date, left out of date filters: "
+                  + _clean(", ".join(news["undated_examples"])) + (" …" if news["undated"] > len(news["undated_examples"]) else ""))
     return 0
 
 
@@ -158,12 +172,18 @@ def _report(report, args) -> int:
 
 def _ask(args) -> int:
     from .api import QA, check_question
+    from .news import as_day, make_filters
 
     questions = _read_questions(args.question)
     if len(questions) == 1:
         check_question(questions[0])  # before the slow part
     if args.k < 1:
         raise QAError(f"-k must be at least 1, got {args.k}")
+    try:
+        filters = make_filters(args.since, args.until, args.publisher)
+        now = as_day(args.now)
+    except ValueError as exc:
+        raise QAError(f"{exc} (--since, --until, --now)") from None
     generator = _generator(args)
     if Path(DEFAULT_CORPUS).is_dir():
         # An index built from another corpus is served as it is: only a missing one is built.
@@ -175,7 +195,9 @@ def _ask(args) -> int:
     failed, asked = 0, []
     for n, question in enumerate(questions, start=1):
         try:
-            answer = qa.ask(question, k=args.k, history=asked if args.chat else ())
+            answer = qa.ask(question, k=args.k, history=asked if args.chat else (), since=filters.since,
+                            until=filters.until, publishers=filters.publishers, now=now,
+                            read_time=not args.no_time_filter, recency=args.latest)
         except QuestionError as exc:
             if len(questions) == 1:
                 raise
@@ -237,6 +259,15 @@ def _info(args) -> int:
             print(f"made by    {derived['by']}" + (f" from {derived['from']}" if derived.get("from") else "")
                   + "".join(f"; {k} " + ", ".join(f"{n} {v}" for v, n in derived[k].items())
                             for k in ("documents", "chunks") if k in derived))
+        news = info.get("news")
+        if news is None:
+            print("news       not indexed (built before date filters): run `qa sync PATH`")
+        else:
+            print(f"dates      {news['oldest'] or '-'} .. {news['newest'] or '-'}, {news['publishers']} publishers, "
+                  f"{news['wire_clusters']} wire stories with {news['wire_copies']} copies")
+            if news["undated"]:
+                print(f"undated    {news['undated']} articles without a readable date (left out of date filters): "
+                      + _clean(", ".join(news["undated_examples"])) + (" …" if news["undated"] > len(news["undated_examples"]) else ""))
     return 0
 
 
@@ -258,6 +289,8 @@ def format_answer(answer) -> str:
     if answer.context:
         lines.append(("(using the previous question: " if answer.language == "en" else "(met de vorige vraag: ")
                      + _clean(answer.context[-1]) + ")")
+    if answer.filters or answer.recency:
+        lines.append(_format_filters(answer))
     if answer.generated is not None:
         lines.append(_format_generated(answer.generated, answer.language))
     if not answer.answer_found:
@@ -268,10 +301,30 @@ def format_answer(answer) -> str:
         lines.append(f"[{best.n}] {_clean(best.highlight.text)}")
     for c in answer.citations:
         legs = {"both": "bm25+dense", "bm25": "bm25", "dense": "dense"}.get(c.found_by, c.found_by)
-        lines.append(f"\n[{c.n}] {_clean(c.title)} — {_clean(c.date or 'n.d.')} — {_clean(c.doc_id)} (score {c.score:.4f}, {legs})")
+        where = c.source if c.doc_id in c.source else f"{c.source} — {c.doc_id}"
+        lines.append(f"\n[{c.n}] {_clean(c.title)} — {_clean(c.date or 'n.d.')} — {_clean(where)} "
+                     f"(score {c.score:.4f}, {legs})")
+        if c.url:
+            lines.append(f"    {_clean(c.url)}")
         h = c.highlight
         lines.append("    " + _clean(c.text[: h.start] + ">>" + h.text + "<<" + c.text[h.end :]))
+        if c.duplicates:
+            also = ", ".join(f"{d['publisher'] or d['doc_id']} ({d['date'] or 'n.d.'})" for d in c.duplicates)
+            lines.append(("    also in: " if answer.language == "en" else "    ook verschenen in: ") + _clean(also))
     return "\n".join(lines)
+
+
+def _format_filters(answer) -> str:
+    f, en = answer.filters, answer.language == "en"
+    parts = []
+    if f.dated:
+        how = (" (from the question; --no-time-filter drops it)" if en else " (uit de vraag; --no-time-filter laat het weg)")
+        parts.append(f.label(answer.language) + (how if f.from_question else ""))
+    if f.publishers is not None:
+        parts.append(", ".join(f.publishers))
+    if answer.recency:
+        parts.append("newest first" if en else "nieuwste eerst")
+    return ("(filtered: " if en else "(gefilterd: ") + _clean("; ".join(parts)) + ")"
 
 
 def _format_generated(generated, language: str) -> str:

@@ -15,6 +15,7 @@ from typing import ClassVar
 from .chunking import split_sentences
 from .errors import CorpusError
 from .store import sha256_file
+from .when import article_range
 
 MAX_FILE_BYTES = 50_000_000
 TEXT_SUFFIXES = frozenset({".txt", ".md"})
@@ -23,7 +24,6 @@ TITLE_MAX_CHARS = 200
 
 # Seed files open with "date 2022-10 " or "date 2022-10-07 " and the text on the same line.
 _HEADER = re.compile(r"\s*date[ \t]+(\d{4}-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?)(?=\s|$)")
-_DATE = re.compile(r"\d{4}-\d{2}(?:-\d{2})?")
 _SKIP_HINT = "; fix or remove it, or pass --skip-bad"
 
 
@@ -331,26 +331,35 @@ def _jsonl_article(path: Path, number: int, line: str) -> Article:
         raise CorpusError(f"{where}: not valid JSON ({type(error).__name__}: {str(error)[:100]}){_SKIP_HINT}") from None
     if not isinstance(record, dict):
         raise CorpusError(f"{where}: expected a JSON object with 'id' and 'text'{_SKIP_HINT}")
-    doc_id, text = record.get("id"), record.get("text")
+    doc_id, text = record.get("id", record.get("doc_id")), record.get("text")
     if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)) or not str(doc_id).strip():
         raise CorpusError(f"{where}: missing or empty 'id' (a string or integer){_SKIP_HINT}")
     if not isinstance(text, str) or not text.strip():
         raise CorpusError(f"{where}: missing or empty 'text'{_SKIP_HINT}")
-    for key in ("id", "text", "title", "date", "url", "source", "lang"):
+    for key in ("id", "doc_id", "text", "title", "date", "url", "publisher", "source", "lang"):
         # JSON may escape half a surrogate pair ("\ud800"): not text, and not writable as UTF-8.
         if isinstance(record.get(key), str) and not is_unicode(record[key]):
             raise CorpusError(f"{where}: '{key}' contains a lone surrogate escape (\\udxxx), which is not valid "
                               f"Unicode text{_SKIP_HINT}")
-    fields = {key: _optional(record, key, where) for key in ("title", "date", "url", "source", "lang")}
-    date = fields["date"]
-    if date is not None:
-        match = _DATE.match(date)  # also accepts timestamps such as "2022-10-07T12:00:00Z"
-        if not match:
-            raise CorpusError(f"{where}: 'date' {date!r} is not YYYY-MM or YYYY-MM-DD{_SKIP_HINT}")
-        date = match.group()
+    fields = {key: _optional(record, key, where) for key in ("title", "url", "publisher", "source", "lang")}
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").lstrip()
-    return Article(str(doc_id), text, fields["title"] or _title(text), date, str(path),
-                   url=fields["url"], publisher=fields["source"], lang=fields["lang"])
+    return Article(str(doc_id), text, fields["title"] or _title(text), date_text(record.get("date")), str(path),
+                   url=fields["url"], publisher=fields["publisher"] or fields["source"], lang=fields["lang"])
+
+
+def date_text(value) -> str | None:
+    """An article's date as the index keeps it: "YYYY-MM-DD", "YYYY-MM" or "YYYY" for the days it
+    covers (a datetime or Unix timestamp becomes its day, when.article_range), or the value as
+    given when it cannot be read — such articles are counted and named by `qa build`, `qa sync`
+    and `qa info`, and left out of date-filtered questions."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        return None
+    days = article_range(value)
+    if days is None:
+        return str(value).strip()[:100]
+    if days.since == days.until:
+        return days.since.isoformat()
+    return days.since.isoformat()[:7 if days.since.month == days.until.month else 4]
 
 
 def is_unicode(text: str) -> bool:

@@ -112,6 +112,7 @@ class Hit:
     score: float
     ranks: dict = field(default_factory=dict)        # leg -> 1-based rank, or None if not found
     leg_scores: dict = field(default_factory=dict)   # leg -> raw score, or None
+    also: tuple[str, ...] = ()   # the doc_ids of the other copies of its article (wire copies, news.py)
 
     @property
     def found_by(self) -> str:

@@ -11,6 +11,9 @@ A generation folder (see store.py for generations, CURRENT and the manifest) hol
     chunk_sha256.npy                sha256 of each chunk's text: a sync reuses vectors by it
     doc_sha256.npy, doc_rows.npy    per document (docs.jsonl order): `Article.fingerprint`, and
                                     the first chunk row and number of chunks
+    doc_days.npy, doc_publisher.npy, publishers.json, doc_minhash.npy, doc_cluster.npy
+                                    per document: its days, publisher, MinHash signature and
+                                    wire-copy cluster (news.py)
     manifest.json                   written last: model, chunking, analyzer, corpus, what the
                                     generation was derived from, checksums
 
@@ -22,7 +25,7 @@ the BM25 index is the same chunk. The last four kinds of files are what a sync r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,8 @@ from .corpus import Document, corpus_files
 from .dense import ROWS_FILE, DenseIndex
 from .errors import IndexCorruptError, IndexFormatError, QAError
 from .lexical import Analyzer, BM25Index
+from .news import SIGNATURE_FILE, DocNews, News
+from .news import write as write_news
 from .records import Documents, RawLines, Records, write_records
 from .terms import TermCounts
 
@@ -55,6 +60,7 @@ class Generation:
     vectors: np.ndarray
     dense: DenseIndex
     bm25: BM25Index
+    news: News | None = None   # None: written before the news tables existed (sync it to get them)
 
     @classmethod
     def open(cls, folder: Path, manifest: dict, *, index_dir: str | Path | None = None) -> Generation:
@@ -81,7 +87,10 @@ class Generation:
         bm25 = BM25Index.load(folder)
         if not len(chunks) == len(vectors) == len(dense) == len(bm25):
             raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks; rebuild with `qa build`")
-        return cls(folder, manifest, chunks, docs, vectors, dense, bm25)
+        news = None
+        if SIGNATURE_FILE in manifest.get("files", {}):
+            news = News.load(folder, np.load(folder / DOC_ROWS_FILE, allow_pickle=False))
+        return cls(folder, manifest, chunks, docs, vectors, dense, bm25, news)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -96,6 +105,7 @@ class Generation:
             "model": m["model"], "documents": len(self.docs), "chunks": len(self.chunks),
             "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": fusion,
             "dense": self.dense.describe(), "corpus": m["corpus"], "derived": m.get("derived", {}),
+            "news": self.news.summary(lambda i: self.docs.records[i].doc_id) if self.news else None,
         }
 
 
@@ -118,18 +128,20 @@ class DocEntry:
     fingerprint: bytes            # Article.fingerprint
     first_row: int
     n_rows: int
+    news: DocNews                 # its days, publisher and MinHash signature
 
 
 def write_generation(index_dir: Path, *, chunks: Iterable[Chunk | RawLines], docs: Iterable[DocEntry],
                      vectors: np.ndarray, chunk_sha256: np.ndarray, terms: TermCounts, dense: DenseIndex,
                      bm25: BM25Index, model: dict, chunking: ChunkSettings, analyzer: Analyzer, corpus: dict,
-                     derived: dict | None = None) -> Path:
+                     text_of: Callable[[str], str], derived: dict | None = None) -> Path:
     """Write an index generation (tables, vectors, both indexes, what a sync reuses, manifest)
     and make it live.
 
     Row i of `chunks`, `vectors`, `chunk_sha256`, `terms`, `dense` and `bm25` is the same chunk;
     `model` is the embedder's identity; `corpus` what it was built from ({"paths", "files"});
-    `derived` how (from which generation, by which operation). Returns the generation's folder.
+    `derived` how (from which generation, by which operation); `text_of(doc_id)` an article's text
+    (to check wire-copy candidates exactly, news.py). Returns the generation's folder.
 
     Raises:
         ValueError: the tables and indexes disagree on the number of chunks, or two documents
@@ -158,7 +170,8 @@ def write_generation(index_dir: Path, *, chunks: Iterable[Chunk | RawLines], doc
         for name, array in arrays.items():
             np.save(folder / name, array, allow_pickle=False)
             rows[name] = len(array)
-        for written in (dense.save(folder), bm25.save(folder), terms.save(folder)):
+        for written in (dense.save(folder), bm25.save(folder), terms.save(folder),
+                        write_news(folder, [d.doc_id for d in docs], [d.news for d in docs], text_of)):
             rows.update({f: None for f in written})
         return rows
 
@@ -193,6 +206,7 @@ class LiveRows:
     doc_sha256: np.ndarray | None
     doc_rows: np.ndarray | None
     terms: TermCounts | None
+    news: News | None = None   # None: written before the news tables (computed again by a sync)
 
     def dense(self) -> DenseIndex:
         """The dense index (checksummed) read into memory, not mapped, so a sync may grow its graph.
@@ -252,7 +266,8 @@ def _open_rows(folder: Path, manifest: dict) -> LiveRows:
     terms = None
     if same_analysis and CHUNK_SHA_FILE in files:
         terms = TermCounts.load(folder, BM25Index.load(folder).terms, n)
-    return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms)
+    news = News.load(folder, doc_rows, signatures=True) if SIGNATURE_FILE in files else None
+    return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms, news)
 
 
 def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | None:

@@ -219,12 +219,13 @@ class BM25Index:
             return 0.0
         return sum(t in self._vocab for t in query_tokens) / len(query_tokens)
 
-    def top_k(self, query_tokens: Sequence[str], k: int) -> list[tuple[int, float]]:
+    def top_k(self, query_tokens: Sequence[str], k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Return the best ``k`` documents for a query.
 
         Args:
             query_tokens: Query terms, as for scores().
             k: How many results at most; larger than the corpus is fine.
+            rows: a boolean mask of the documents that may be returned (None: all).
 
         Returns:
             (row, score) pairs, best first, only scores > 0; equal scores by lower row.
@@ -235,6 +236,8 @@ class BM25Index:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k!r}")
         scores = self.scores(query_tokens)
+        if rows is not None:
+            scores[~rows] = 0.0
         # Select among the matching rows only: argpartition over all N is slow when most
         # scores are exactly zero.
         rows = np.flatnonzero(scores > 0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import QuestionError
+from .news import Filters
 
 MAX_QUESTION_CHARS = 2000
 # A lone surrogate (an undecodable byte in argv, "\ud800" in a JSON request) is not text, and the
@@ -21,7 +22,9 @@ class Query:
 
     `terms` is None when the BM25 leg does not run, `vector` None when the dense leg does not.
     `context` is the earlier question a follow-up leans on (prepared the same way, with its own
-    context), None for a question that stands alone; see conversation.py.
+    context), None for a question that stands alone; see conversation.py. `filters` limit the
+    articles searched (a date range read from the question says so in `from_question`; the terms
+    and vector are then of the question without it); `recency` weighs newer articles up.
     """
 
     text: str
@@ -29,6 +32,8 @@ class Query:
     terms: tuple[str, ...] | None = None
     vector: np.ndarray | None = None
     context: Query | None = None
+    filters: Filters = Filters()
+    recency: bool = False
 
 
 def check_question(question: str) -> str:

@@ -11,12 +11,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import wire
 from .chunking import Chunk, ChunkSettings, chunk_text
 from .corpus import Article, Document
 from .embedding import Embedder
 from .index import DocEntry, LiveRows, chunk_sha256
 from .language import detect_language
 from .lexical import Analyzer
+from .news import DocNews, days_of
 from .terms import TermCounts
 
 # Texts per encode call, longest first: the embedder's lock is released between calls, so a
@@ -56,6 +58,8 @@ class NewRows:
         self.parts: list[tuple[str, int, int]] = []   # ("old", a, b): live rows a..b-1; ("new", a, b): new_chunks[a:b]
         self.docs: list[DocEntry] = []
         self.new_chunks: list[Chunk] = []
+        self.new_text: dict[str, str] = {}                   # doc_id -> text, of new articles
+        self.live_text: dict[str, tuple[int, int]] = {}      # doc_id -> live chunk rows, of kept ones
         if live is not None and live.doc_rows is not None:  # plain Python values: ~250k documents at 1M chunks
             doc_rows, fingerprints = live.doc_rows.tolist(), live.doc_sha256.tobytes()
         row = 0
@@ -65,7 +69,9 @@ class NewRows:
                 self._part("old", first, first + count)
                 record = item.record or live.docs.raw_lines(item.doc, item.doc + 1)
                 fingerprint = fingerprints[32 * item.doc:32 * item.doc + 32]
-                self.docs.append(DocEntry(live_ids[item.doc], record, fingerprint, row, count))
+                self.docs.append(DocEntry(live_ids[item.doc], record, fingerprint, row, count,
+                                          self._kept_news(item, first, count)))
+                self.live_text[live_ids[item.doc]] = (first, count)
             else:
                 article = item.article
                 chunks = [replace(c, lang=article.lang or detect_language(c.text))
@@ -74,7 +80,9 @@ class NewRows:
                 count = len(chunks)
                 self._part("new", len(self.new_chunks), len(self.new_chunks) + count)
                 self.new_chunks.extend(chunks)
-                self.docs.append(DocEntry(article.doc_id, article.document, article.fingerprint, row, count))
+                self.docs.append(DocEntry(article.doc_id, article.document, article.fingerprint, row, count,
+                                          DocNews.of(article.document, article.text)))
+                self.new_text[article.doc_id] = article.text
             row += count
         self.n = row
         self.new_sha = [chunk_sha256(c.text) for c in self.new_chunks]
@@ -84,6 +92,32 @@ class NewRows:
                                lambda a, b: np.frombuffer(b"".join(self.new_sha[a:b]), np.uint8).reshape(-1, 32),
                                np.empty((self.n, 32), np.uint8))
         self._map_rows()
+
+    def _kept_news(self, item: Keep, first: int, count: int) -> DocNews:
+        stored = self.live.news
+        if stored is not None and item.record is None:
+            return stored.doc(item.doc)
+        record = item.record or self.live.docs[item.doc]
+        signature = (np.array(stored.signatures[item.doc]) if stored is not None
+                     else wire.signature(self._live_text(first, count)))
+        return DocNews(days_of(record.date), record.publisher, signature)
+
+    def bad_dates(self) -> tuple[tuple[str, str], ...]:
+        """The new and changed articles that give a date which cannot be read: (doc_id, date)."""
+        return tuple((d.doc_id, d.record.date) for d in self.docs
+                     if isinstance(d.record, Document) and d.record.date and d.news.days == (0, 0))
+
+    def text_of(self, doc_id: str) -> str:
+        """An article's text: a new one's as read, a kept one's put together from its live chunks."""
+        if doc_id in self.new_text:
+            return self.new_text[doc_id]
+        return self._live_text(*self.live_text[doc_id])
+
+    def _live_text(self, first: int, count: int) -> str:
+        text = ""
+        for chunk in sorted((self.live.chunks[r] for r in range(first, first + count)), key=lambda c: c.start):
+            text = text.ljust(chunk.start) + chunk.text[max(len(text) - chunk.start, 0):]
+        return text
 
     def _part(self, kind: str, a: int, b: int) -> None:
         if self.parts and self.parts[-1][0] == kind and self.parts[-1][2] == a:
@@ -151,6 +185,7 @@ class NewRows:
     def unchanged(self) -> bool:
         """Whether these rows and documents are exactly the live generation's."""
         return (self.live is not None and not self.new_chunks and not self.removed and self.live.terms is not None
+                and self.live.news is not None
                 and len(self.docs) == len(self.live.docs) and self.parts in ([], [("old", 0, self.n)])
                 and all(i.record is None for i in self.items))
 

@@ -52,10 +52,13 @@ class SyncReport:
     rebuilt: str | None = None  # why no vector could be reused (a full rebuild), else None
     dense: str = ""             # what happened to the dense index
     written: bool = True        # False: the index was up to date, nothing was written
+    # Articles read by this sync whose date could not be read: (doc_id, the date as given).
+    bad_dates: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict:
         return {"documents": dict(self.documents), "chunks": dict(self.chunks), "seconds": round(self.seconds, 3),
-                "index": self.index, "rebuilt": self.rebuilt, "dense": self.dense, "written": self.written}
+                "index": self.index, "rebuilt": self.rebuilt, "dense": self.dense, "written": self.written,
+                "bad_dates": [{"doc_id": d, "date": v} for d, v in self.bad_dates]}
 
     def summary(self) -> str:
         """One line for people."""
@@ -64,9 +67,14 @@ class SyncReport:
             return f"up to date: {d['unchanged']} documents, {c['total']} chunks ({self.seconds:.1f} s)"
         kept = f", {d['kept']} kept (unreadable now)" if d["kept"] else ""
         why = f"; full rebuild: {self.rebuilt}" if self.rebuilt else ""
+        dates = ""
+        if self.bad_dates:
+            shown = ", ".join(f"{d} ({v!r})" for d, v in self.bad_dates[:5])
+            dates = (f"; {len(self.bad_dates)} with a date that cannot be read, left out of date filters: {shown}"
+                     + (" …" if len(self.bad_dates) > 5 else ""))
         return (f"documents: {d['added']} added, {d['changed']} changed, {d['removed']} removed, {d['unchanged']} "
                 f"unchanged{kept}; chunks: {c['embedded']} embedded, {c['reused']} reused, {c['removed']} removed, "
-                f"{c['total']} in all ({self.seconds:.1f} s){why}")
+                f"{c['total']} in all ({self.seconds:.1f} s){why}{dates}")
 
 
 class _Live:
@@ -305,10 +313,11 @@ def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, reco
     folder = write_generation(
         index_dir, chunks=rows.records(), docs=rows.docs, vectors=vectors, chunk_sha256=rows.sha, terms=terms,
         dense=dense_index, bm25=terms.bm25(), model=embedder.identity.to_dict() if embedder else live.rows.manifest["model"],
-        chunking=live.chunking, analyzer=Analyzer(), corpus=record,
+        chunking=live.chunking, analyzer=Analyzer(), corpus=record, text_of=rows.text_of,
         derived={"from": live.name, "by": by, "dense": request, **details, "documents": documents, "chunks": chunks},
     )
-    return SyncReport(documents, chunks, time.perf_counter() - start, str(folder), live.why_not, dense_note)
+    return SyncReport(documents, chunks, time.perf_counter() - start, str(folder), live.why_not, dense_note,
+                      bad_dates=rows.bad_dates())
 
 
 def _kind(request: str, n: int) -> str:

@@ -85,12 +85,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(qa):
-    """The chat app on a free local port; yields its URL."""
+def serve(qa, **options):
+    """The chat app on a free local port (`options` go to `app.build_app`); yields its URL."""
     import app  # a script at the project root, on sys.path by pytest's pythonpath setting
 
     port = free_port()
-    demo = app.build_app(qa)
+    demo = app.build_app(qa, **options)
     app.launch_app(demo, port=port, block=False, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -92,8 +92,8 @@ def _read_line(proc: subprocess.Popen, seconds: float) -> str:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Chat completions as `server.mode` says: ("reply", text), ("replies", [text, ...]) (one per
-    request, in turn), ("sleep", seconds), ("status", code), ("garbage", body), ("raw", content_type,
-    body), ("huge", n_chars)."""
+    request, in turn), ("slow", text, seconds) (the reply in pieces, `seconds` apart), ("sleep", seconds),
+    ("status", code), ("garbage", body), ("raw", content_type, body), ("huge", n_chars)."""
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -111,14 +111,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, arg[0], arg[1])
         if mode == "huge":
             return self._sse(["x" * 1000] * (arg[0] // 1000))
+        if mode == "slow":
+            return self._trickle(self._events([arg[0][i:i + 7] for i in range(0, len(arg[0]), 7)]), arg[1])
         text = arg[0][(len(self.server.requests) - 1) % len(arg[0])] if mode == "replies" else arg[0]
         return self._sse([text[i:i + 7] for i in range(0, len(text), 7)])
 
     def _sse(self, pieces: list[str]):
-        body = b"".join(b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                                                 "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
-                                                ).encode() + b"\n\n" for p in pieces) + b"data: [DONE]\n\n"
-        self._send(200, "text/event-stream", body)
+        self._send(200, "text/event-stream", b"".join(self._events(pieces)))
+
+    @staticmethod
+    def _events(pieces: list[str]) -> list[bytes]:
+        return [b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                                        "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                                       ).encode() + b"\n\n" for p in pieces] + [b"data: [DONE]\n\n"]
+
+    def _trickle(self, events: list[bytes], seconds: float):
+        # No Content-Length: HTTP/1.0, the body ends when the connection closes.
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for event in events:
+                self.wfile.write(event)
+                self.wfile.flush()
+                time.sleep(seconds)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send(self, status: int, content_type: str, body: bytes):
         try:

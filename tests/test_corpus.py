@@ -151,7 +151,6 @@ BAD_LINES = {
     "missing_id": ('{"text": "Tekst."}', "'id'"),
     "missing_text": ('{"id": "x"}', "'text'"),
     "empty_text": ('{"id": "x", "text": "  "}', "'text'"),
-    "bad_date": ('{"id": "x", "text": "Tekst.", "date": "gisteren"}', "'date'"),
     "bad_field": ('{"id": "x", "text": "Tekst.", "url": 5}', "'url'"),
 }
 
@@ -235,3 +234,15 @@ def test_symlink_outside_is_skipped(tmp_path: Path) -> None:
     # A link to a file inside the corpus is the same file, which is read once.
     assert [a.doc_id for a in articles] == ["a.txt"]
     assert all("Geheim" not in a.text for a in articles)
+
+
+def test_unreadable_dates_are_kept_as_given_and_readable_ones_normalised(tmp_path):
+    # Not an error: the article is indexed, and build, sync and info name it (tests/test_news.py).
+    path = tmp_path / "a.jsonl"
+    lines = [{"id": "a", "text": "Tekst.", "date": "gisteren"}, {"id": "b", "text": "Tekst.", "date": 1665100800},
+             {"doc_id": "c", "text": "Tekst.", "date": "2022-10-07T01:30:00+02:00", "publisher": "Krant"},
+             {"id": "d", "text": "Tekst.", "date": "2022-10", "source": "Blad"}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    articles = {a.doc_id: a for a in read_corpus([path])}
+    assert [articles[d].date for d in "abcd"] == ["gisteren", "2022-10-07", "2022-10-07", "2022-10"]
+    assert (articles["c"].publisher, articles["d"].publisher) == ("Krant", "Blad")

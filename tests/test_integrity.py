@@ -231,12 +231,13 @@ def test_tables_that_disagree_with_the_vectors_are_never_made_live(hash_qa, tmp_
 
     before = store.current_generation(_index(tmp_path))
     rows = open_rows(_index(tmp_path))
-    docs = [DocEntry(rows.docs[i].doc_id, rows.docs[i], bytes(rows.doc_sha256[i]), *map(int, rows.doc_rows[i]))
-            for i in range(len(rows.docs))]
+    docs = [DocEntry(rows.docs[i].doc_id, rows.docs[i], bytes(rows.doc_sha256[i]), *map(int, rows.doc_rows[i]),
+                     rows.news.doc(i)) for i in range(len(rows.docs))]
     with pytest.raises(ValueError, match="must be the same chunks"):
         write_generation(_index(tmp_path), chunks=list(hash_qa.chunks)[:1], docs=docs, vectors=np.asarray(hash_qa.vectors),
                          chunk_sha256=rows.chunk_sha256, terms=rows.terms, dense=hash_qa.dense, bm25=hash_qa.bm25,
-                         model=hash_qa.manifest["model"], chunking=ChunkSettings(), analyzer=Analyzer(), corpus={})
+                         model=hash_qa.manifest["model"], chunking=ChunkSettings(), analyzer=Analyzer(), corpus={},
+                         text_of=lambda doc_id: "")
     assert store.current_generation(_index(tmp_path)) == before
     assert len(QA.load(_index(tmp_path)).chunks) == len(hash_qa.chunks)
 
