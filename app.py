@@ -7,6 +7,10 @@ Syncs the index with the corpus first when it is missing or stale (only new and 
 are embedded), then serves the chat. While it runs, a new index generation made by `qa sync` in
 another process is picked up by the next question; `--watch` syncs the corpus folder itself
 whenever its files change, and `--allow-upload` lets visitors add articles (see SECURITY.md).
+Above the chat, a date range and a choice of publishers filter every question until changed; a
+date range read from the question's own words ("in maart 2022") is shown with the answer, with a
+button that asks again without it. Citations link to their article (http(s) only) and list the
+other publishers of a wire story ("ook verschenen in").
 With `--llm-url`/`--llm-model` (or $NIEUWS_QA_LLM_URL/$NIEUWS_QA_LLM_MODEL) a language model's
 written answer streams in above the verbatim one and is shown as the answer only when the
 grounding check verifies it (qa/generate.py, qa/grounding.py).
@@ -26,11 +30,14 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "0" if "--model" in sys.argv else "1")
 
 import argparse
+import html
 import logging
 import re
 import threading
 import time
+import unicodedata
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import gradio as gr
@@ -42,6 +49,7 @@ from qa.api import MAX_QUESTION_CHARS
 from qa.conversation import MAX_HISTORY
 from qa.generate import AnswerStream, load_generator
 from qa.live import LiveQA, Watcher
+from qa.news import as_day
 from qa.upload import MAX_UPLOAD_BYTES, place_uploads
 
 log = logging.getLogger("nieuws-qa.app")
@@ -77,13 +85,15 @@ LABELS = {
                         "dichtstbijzijnde passages; dat is geen antwoord.",
            "no_passages": "Er zijn geen passages gevonden.", "sources": "Bronnen van het laatste antwoord",
            "no_date": "zonder datum", "legs": {"both": "BM25 + semantisch", "bm25": "BM25", "dense": "semantisch"},
-           "rank": "rang", "context": "met de vorige vraag"},
+           "rank": "rang", "context": "met de vorige vraag", "link": "bron ↗", "also": "ook verschenen in",
+           "filtered": "gefilterd", "from_question": "uit de vraag", "only": "alleen", "newest": "nieuwste eerst"},
     "en": {"answer": "Answer", "passages": "Cited passages", "closest": "Closest passages",
            "not_found": "No passage in the corpus answers this question. Below are the closest passages; "
                         "they are not an answer.",
            "no_passages": "No passages were found.", "sources": "Sources of the last answer",
            "no_date": "undated", "legs": {"both": "BM25 + semantic", "bm25": "BM25", "dense": "semantic"},
-           "rank": "rank", "context": "using the previous question"},
+           "rank": "rank", "context": "using the previous question", "link": "source ↗", "also": "also in",
+           "filtered": "filtered", "from_question": "from the question", "only": "only", "newest": "newest first"},
 }
 EMPTY_QUESTION = "Typ een vraag, in het Nederlands of het Engels. / Type a question, in Dutch or English."
 TOO_LONG = (f"Deze vraag is te lang (maximaal {MAX_QUESTION_CHARS:,} tekens); stel een kortere vraag. / "
@@ -109,12 +119,48 @@ def esc(text: object) -> str:
     return str(text).translate(_ESCAPES)
 
 
+# An article's url is corpus text too. It becomes a link only when it is http(s) with a host and
+# nothing a browser would strip or reinterpret (spaces, control and invisible characters): never
+# javascript:, data:, ftp:, a relative or a protocol-relative ("//host") address.
+MAX_URL_CHARS = 2048
+
+
+def link_url(url: object) -> str | None:
+    """The url, stripped, when it may be a link (http:// or https:// and a host); None otherwise."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    scheme, colon, rest = url.partition(":")
+    if not colon or scheme.lower() not in ("http", "https") or not rest.startswith("//") or len(url) > MAX_URL_CHARS:
+        return None
+    if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in url):
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+    return url if host else None
+
+
+def attr(value: str) -> str:
+    """A value for a double-quoted HTML attribute. Not `esc`: its Markdown entities would change a URL."""
+    return html.escape(value, quote=True)
+
+
+def link(url: object, label_html: str) -> str:
+    """`label_html` as a link to url opening in a new tab, or "" when url may not be a link (see link_url)."""
+    href = link_url(url)
+    if href is None:
+        return ""
+    return f'<a class="nqa-link" href="{attr(href)}" target="_blank" rel="noopener noreferrer">{label_html}</a>'
+
+
 def _message(body: str) -> str:
     # One line of HTML: Markdown treats it as a single HTML block and leaves it alone.
     return f"<div class='nqa-msg'>{body}</div>"
 
 
-def _passage(c, t: dict, *, open_: bool) -> str:
+def _passage(c, t: dict, *, open_: bool, also: bool = True) -> str:
     # Passages fold so a whole answer fits the chat; a folded one still shows its highlighted
     # sentence, an unfolded one the whole verbatim passage with that sentence marked.
     h = c.highlight
@@ -124,10 +170,30 @@ def _passage(c, t: dict, *, open_: bool) -> str:
     title = esc(c.title or c.doc_id)
     head = (f"<span class='nqa-n'>[{c.n}]</span><span class='nqa-title' title='{title}'>{title}</span>"
             f"<span class='nqa-badge nqa-{esc(c.found_by)}' title='{esc(ranks)}'>{esc(t['legs'].get(c.found_by, c.found_by))}</span>"
-            f"<span class='nqa-meta'>{esc(c.date or t['no_date'])} · {esc(c.source)} · score {c.score:.4f}</span>"
+            f"<span class='nqa-meta'>{_where(c, t)} · score {c.score:.4f}</span>{_also(c, t) if also else ''}"
             f"<span class='nqa-snippet'><mark>{esc(h.text)}</mark></span>")
     return (f"<details class='nqa-passage'{' open' if open_ else ''}><summary>{head}</summary>"
             f"<p class='nqa-text'>{text}</p></details>")
+
+
+def _where(c, t: dict) -> str:
+    # "2022-03-14 · NPA · bron ↗": the source is the publisher when known (the file as its tooltip),
+    # else the corpus file; the link only for an http(s) url.
+    tip = f" title='{esc(c.path)}'" if c.path and c.path != c.source else ""
+    source = f"<span class='nqa-source'{tip}>{esc(c.source)}</span>"
+    url = link(c.url, esc(t["link"]))
+    return f"{esc(c.date or t['no_date'])} · {source}" + (f" · {url}" if url else "")
+
+
+def _also(c, t: dict) -> str:
+    # The other wire copies of the article, collapsed into this citation: who else ran it, and when.
+    if not c.duplicates:
+        return ""
+    copies = []
+    for d in c.duplicates:
+        name = esc(d.get("publisher") or d.get("doc_id") or "?")
+        copies.append((link(d.get("url"), f"{name} ↗") or name) + esc(f" ({d.get('date') or t['no_date']})"))
+    return f"<span class='nqa-also'>{esc(t['also'])}: {', '.join(copies)}</span>"
 
 
 def _sources(answer, t: dict) -> str:
@@ -137,12 +203,47 @@ def _sources(answer, t: dict) -> str:
     items = "".join(
         f"<li><span class='nqa-n'>{esc(', '.join(f'[{c.n}]' for c in cs))}</span> "
         f"<span class='nqa-title'>{esc(cs[0].title or doc_id)}</span><br><span class='nqa-meta'>"
-        f"{esc(cs[0].date or t['no_date'])} · {esc(cs[0].source)}</span></li>" for doc_id, cs in docs.items())
+        f"{_where(cs[0], t)}</span>{'<br>' + _also(cs[0], t) if cs[0].duplicates else ''}</li>"
+        for doc_id, cs in docs.items())
     return f"<div class='nqa-sources'><h3>{esc(t['sources'])}</h3><ol>{items}</ol></div>"
 
 
+BAD_DATE = ("„{value}” is geen datum: schrijf JJJJ-MM-DD (of JJJJ-MM, JJJJ), of laat het vak leeg. / "
+            "“{value}” is not a date: write YYYY-MM-DD (or YYYY-MM, YYYY), or leave the box empty.")
+DATES_REVERSED = ("De datum bij „vanaf” ligt na die bij „tot en met”. / "
+                  "The “from” date is after the “until” date.")
+
+
+def search_filters(since: object = None, until: object = None, publishers: object = None) -> dict:
+    """`QA.ask`'s since/until/publishers from the chat's filter controls (empty: no filter).
+
+    Args:
+        since, until: "YYYY-MM-DD" ("YYYY-MM" and "YYYY" mean the month's or year's first or last
+            day), a date, or empty.
+        publishers: the chosen publisher names (none: all).
+
+    Raises:
+        ValueError: a bilingual message for the reader: a date that is not one, or "from" after "until".
+    """
+    days = {}
+    for key, value in (("since", since), ("until", until)):
+        text = str(value if value is not None else "").strip()
+        try:
+            days[key] = as_day(text, last=key == "until") if text else None
+        except ValueError:
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            raise ValueError(BAD_DATE.format(value=shown)) from None
+    if days["since"] and days["until"] and days["since"] > days["until"]:
+        raise ValueError(DATES_REVERSED)
+    if isinstance(publishers, str):
+        publishers = [publishers]
+    chosen = [name for name in publishers or () if isinstance(name, str) and name.strip()]
+    return {**days, "publishers": chosen or None}
+
+
 def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 5,
-                    history: list[str] | tuple = ()) -> tuple[str, str]:
+                    history: list[str] | tuple = (), since: object = None, until: object = None,
+                    publishers: object = None, read_time: bool = True) -> tuple[str, str]:
     """Answer a question as a chat message and a sources panel, both safe HTML.
 
     Args:
@@ -151,23 +252,34 @@ def answer_markdown(qa: QA, question: str, lang: str | None = None, *, k: int = 
         lang: label language ("nl" or "en"); default: the language of the question.
         k: how many passages to cite.
         history: the earlier questions of this chat, oldest first (a follow-up is searched with them).
+        since, until, publishers: the chat's filters, as `search_filters` reads them.
+        read_time: let time words in the question ("in maart 2022") become the date range.
 
     Returns:
         (chat message, sources panel). Never raises: problems become a friendly message.
     """
-    answer, problem = _ask(qa, question, k=k, history=history)
+    answer, problem = _ask(qa, question, k=k, history=history, since=since, until=until, publishers=publishers,
+                           read_time=read_time)
     if answer is None:
         return problem, SOURCES_PLACEHOLDER
     return render_answer(answer, lang)
 
 
-def _ask(qa: QA, question: str, *, k: int = 5, history: list[str] | tuple = ()):
+def _ask(qa: QA, question: str, *, k: int = 5, history: list[str] | tuple = (), since: object = None,
+         until: object = None, publishers: object = None, read_time: bool = True):
     """(the Answer, "") or (None, a friendly chat message): never raises."""
     try:
-        return qa.ask(question, k=k, history=history), ""
+        options = search_filters(since, until, publishers)
+    except ValueError as exc:
+        return None, _message(esc(exc))
+    try:
+        return qa.ask(question, k=k, history=history, read_time=read_time, **options), ""
     except QuestionError:
         too_long = isinstance(question, str) and len(question) > MAX_QUESTION_CHARS
         return None, _message(esc(TOO_LONG if too_long else EMPTY_QUESTION))
+    except ValueError as exc:  # a filter qa refuses that search_filters let through
+        log.warning("filters refused: %s", exc)
+        return None, _message(esc(GENERIC_ERROR))
     except QAError as exc:
         log.warning("question failed: %s", exc)
         return None, _message(f"{esc(GENERIC_ERROR)}<br><small>{esc(exc)}</small>")
@@ -186,9 +298,11 @@ def render_answer(answer, lang: str | None = None, *, written: str = "", answer_
         written: safe HTML placed above the verbatim answer (the written answer, `--llm-url`).
         answer_label: the label of the quoted sentence (default "Antwoord" / "Answer").
     """
-    t = LABELS.get(lang or answer.language, LABELS["en"])
+    lang = lang or answer.language
+    t = LABELS.get(lang, LABELS["en"])
+    filtered = filter_line(answer, lang)
     if not answer.citations:
-        return _message(f"<p class='nqa-notfound'>{esc(t['no_passages'])}</p>"), SOURCES_PLACEHOLDER
+        return _message(f"{filtered}<p class='nqa-notfound'>{esc(t['no_passages'])}</p>"), SOURCES_PLACEHOLDER
     if answer.answer_found:
         best = answer.answer_citation
         lead = (f"<p class='nqa-label'>{esc(answer_label or t['answer'])}</p><blockquote class='nqa-quote'>"
@@ -202,23 +316,47 @@ def render_answer(answer, lang: str | None = None, *, written: str = "", answer_
     if answer.context:
         # Unobtrusive, but the reader should know the answer also rests on the earlier question.
         lead = f"<p class='nqa-context'>{esc(t['context'])}: “{esc(answer.context[-1])}”</p>" + lead
-    body = lead + "".join(_passage(c, t, open_=c is best) for c in answer.citations)
+    # An article's wire copies are listed once, with its first passage.
+    first = {c.doc_id: c for c in reversed(answer.citations)}
+    body = filtered + lead + "".join(_passage(c, t, open_=c is best, also=first[c.doc_id] is c) for c in answer.citations)
     return _message(body), _sources(answer, t)
 
 
-def respond(qa: QA, message: str, history: list | None) -> tuple[list, str]:
-    """One chat turn: the history with the question and its answer appended, and the sources panel."""
-    return _with_answer(qa, message, _with_question(message, history))
+def filter_line(answer, lang: str | None = None) -> str:
+    """The filters an answer was searched with, as one small line of safe HTML ("" for none):
+    "gefilterd: maart 2022 (uit de vraag) · alleen NPA · nieuwste eerst"."""
+    lang = lang or answer.language
+    lang = lang if lang in LABELS else "en"
+    t, f = LABELS[lang], answer.filters
+    said = []
+    if f.dated:
+        said.append(f.label(lang) + (f" ({t['from_question']})" if f.from_question else ""))
+    if f.publishers is not None:
+        said.append(f"{t['only']} {', '.join(f.publishers)}")
+    parts = [f"{t['filtered']}: {' · '.join(said)}"] if said else []
+    if answer.recency:
+        parts.append(t["newest"])
+    return f"<p class='nqa-filter'>{esc(' · '.join(parts))}</p>" if parts else ""
 
 
-def _with_answer(qa: QA, question: str, history: list, asked: list[str] | tuple = ()) -> tuple[list, str]:
-    reply, sources = answer_markdown(qa, question, history=asked)
-    return [*history, {"role": "assistant", "content": reply}], sources
+def respond(qa: QA, message: str, history: list | None, **filters) -> tuple[list, str]:
+    """One chat turn: the history with the question and its answer appended, and the sources panel
+    (`filters`: since, until, publishers, read_time, as for `answer_markdown`)."""
+    chat, sources, _ = _with_answer(qa, message, _with_question(message, history), **filters)
+    return chat, sources
 
 
-def _with_question(message: str, history: list | None) -> list:
+def _with_answer(qa: QA, question: str, history: list, asked: list[str] | tuple = (), **filters):
+    """(the chat with the answer appended, the sources panel, the Answer or None)."""
+    answer, problem = _ask(qa, question, history=asked, **filters)
+    reply, sources = (problem, SOURCES_PLACEHOLDER) if answer is None else render_answer(answer)
+    return [*history, {"role": "assistant", "content": reply}], sources, answer
+
+
+def _with_question(message: str, history: list | None, note: str = "") -> list:
     shown = message if len(message) <= 500 else message[:500] + " …"
-    return [*(history or []), {"role": "user", "content": _message(esc(shown))}]
+    small = f"<br><small class='nqa-muted'>{esc(note)}</small>" if note else ""
+    return [*(history or []), {"role": "user", "content": _message(esc(shown) + small)}]
 
 
 
@@ -275,7 +413,8 @@ def written_verdict(generated, lang: str) -> str:
             f": {esc('; '.join(reasons))}</p>{rejected}</div>")
 
 
-def stream_written_answer(qa: QA, generator, question: str, history: list, asked: list[str] | tuple = ()):
+def stream_written_answer(qa: QA, generator, question: str, history: list, asked: list[str] | tuple = (),
+                          **filters):
     """One chat turn with a written answer; yields (chat history, sources panel) as it goes.
 
     First the verbatim answer with an empty draft above it, then the draft as the model writes it,
@@ -288,8 +427,14 @@ def stream_written_answer(qa: QA, generator, question: str, history: list, asked
         question: the user's question.
         history: the chat so far, the question already appended.
         asked: the earlier questions of this chat, for follow-ups.
+        filters: since, until, publishers, read_time, as for `answer_markdown`.
     """
-    answer, problem = _ask(qa, question, history=asked)
+    answer, problem = _ask(qa, question, history=asked, **filters)
+    yield from _written_turn(qa, generator, answer, problem, question, history)
+
+
+def _written_turn(qa: QA, generator, answer, problem: str, question: str, history: list):
+    """`stream_written_answer` once the question is answered (`answer`, or None and `problem`)."""
     if answer is None or not answer.citations:
         reply, sources = (problem, SOURCES_PLACEHOLDER) if answer is None else render_answer(answer)
         yield [*history, {"role": "assistant", "content": reply}], sources
@@ -317,11 +462,62 @@ def stream_written_answer(qa: QA, generator, question: str, history: list, asked
     yield turn(written_verdict(generated, answer.language), w["verbatim"] if generated.verified else None)
 
 
+AGAIN_LABEL = "↺ Zonder datumfilter uit de vraag / Without the question's date filter"
+AGAIN_NOTE = "opnieuw, zonder datumfilter uit de vraag / again, without the question's date filter"
 WAIT = ("Even geduld: het vorige antwoord wordt nog geschreven. / "
         "Please wait: the previous answer is still being written.")
 
 
-def _written_answer_events(live: LiveQA, generator, box, examples, chatbot, sources, pending, asked) -> None:
+def _retry(answer, question: str, asked_before) -> tuple:
+    """The "without the date filter" button and what it re-asks: shown only after an answer whose
+    date range was read from the question's words."""
+    if answer is not None and answer.filters.from_question:
+        return gr.Button(visible=True), {"question": question, "asked": list(asked_before)}
+    return gr.Button(visible=False), None
+
+
+def _controls(since, until, publishers) -> dict:
+    return {"since": since, "until": until, "publishers": publishers}
+
+
+def _plain_events(live: LiveQA, ui) -> None:
+    """The chat's events without written answers (inside `build_app`'s Blocks)."""
+
+    def show_question(message, history):
+        return "", _with_question(message or "", history), message
+
+    def answer_turn(question, history, asked_before, *controls):
+        chat, panel, answer = _with_answer(live.get(), question, history, asked_before, **_controls(*controls))
+        # Only questions that could be asked become context for the next ones.
+        valid = isinstance(question, str) and question.strip() and len(question) <= MAX_QUESTION_CHARS
+        return chat, panel, [*asked_before, question][-MAX_HISTORY:] if valid else asked_before, *_retry(
+            answer, question, asked_before)
+
+    def show_again(retry, history):
+        if not retry:
+            return gr.skip(), None, gr.Button(visible=False)
+        return _with_question(retry["question"], history, AGAIN_NOTE), retry, gr.Button(visible=False)
+
+    def answer_again(redo, history, *controls):
+        if not redo:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        chat, panel, _ = _with_answer(live.get(), redo["question"], history, redo["asked"], read_time=False,
+                                      **_controls(*controls))
+        return chat, panel, gr.Button(visible=False), None
+
+    for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot], [ui.box, ui.chatbot, ui.pending], queue=False,
+                                  api_visibility="private"),
+                    ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot], [ui.box, ui.chatbot, ui.pending],
+                                                      queue=False, api_visibility="private")):
+        trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, *ui.controls],
+                     [ui.chatbot, ui.sources, ui.asked, ui.again, ui.retry], api_visibility="private")
+    ui.again.click(show_again, [ui.retry, ui.chatbot], [ui.chatbot, ui.redo, ui.again], queue=False,
+                   api_visibility="private").then(
+        answer_again, [ui.redo, ui.chatbot, *ui.controls], [ui.chatbot, ui.sources, ui.again, ui.retry],
+        api_visibility="private")
+
+
+def _written_answer_events(live: LiveQA, generator, ui) -> None:
     """The chat's events with written answers (inside `build_app`'s Blocks): one streamed turn at a
     time per browser tab. A question sent while an answer still streams is refused with a notice
     and stays in the box: the stream would otherwise overwrite its bubble, and Gradio would drop
@@ -334,28 +530,52 @@ def _written_answer_events(live: LiveQA, generator, box, examples, chatbot, sour
             return gr.skip(), gr.skip(), None, gr.skip()  # None: no turn for this one
         return "", _with_question(message or "", history), message, True
 
-    def answer_turn(question, history, asked_before):
+    def show_again(retry, history, busy):
+        if busy:
+            gr.Warning(WAIT, duration=5)
+            return gr.skip(), None, gr.skip(), gr.skip()
+        if not retry:
+            return gr.skip(), None, gr.Button(visible=False), gr.skip()
+        return _with_question(retry["question"], history, AGAIN_NOTE), retry, gr.Button(visible=False), True
+
+    def run(question, history, asked_before, now_asked, filters):
+        # Yields (chat, sources, asked, streaming, the again button, what it re-asks).
+        try:
+            qa = live.get()
+            answer, problem = _ask(qa, question, history=asked_before, **filters)
+            for chat, panel in _written_turn(qa, generator, answer, problem, question, history):
+                yield chat, panel, now_asked, True, gr.skip(), gr.skip()
+        except Exception:  # never leave the tab marked as streaming
+            log.exception("unexpected error while answering %r", question[:200])
+            yield ([*history, {"role": "assistant", "content": _message(esc(GENERIC_ERROR))}], gr.skip(), gr.skip(),
+                   False, gr.Button(visible=False), None)
+            return
+        yield gr.skip(), gr.skip(), gr.skip(), False, *_retry(answer, question, asked_before)
+
+    def answer_turn(question, history, asked_before, *controls):
         if question is None:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield (gr.skip(),) * 6
             return
         valid = isinstance(question, str) and question.strip() and len(question) <= MAX_QUESTION_CHARS
         now_asked = [*asked_before, question][-MAX_HISTORY:] if valid else asked_before
-        try:
-            for chat, panel in stream_written_answer(live.get(), generator, question, history, asked_before):
-                yield chat, panel, now_asked, True
-        except Exception:  # never leave the tab marked as streaming
-            log.exception("unexpected error while answering %r", question[:200])
-            yield [*history, {"role": "assistant", "content": _message(esc(GENERIC_ERROR))}], gr.skip(), gr.skip(), False
-            return
-        yield gr.skip(), gr.skip(), gr.skip(), False
+        yield from run(question, history, asked_before, now_asked, _controls(*controls))
 
+    def answer_again(redo, history, asked_now, *controls):
+        if not redo:
+            yield (gr.skip(),) * 6
+            return
+        yield from run(redo["question"], history, redo["asked"], asked_now, {**_controls(*controls), "read_time": False})
+
+    outputs = [ui.chatbot, ui.sources, ui.asked, streaming, ui.again, ui.retry]
     # Queued, unlike the plain chat's show_question: Gradio shows a gr.Warning only from the queue.
-    for trigger in (box.submit(show_question, [box, chatbot, streaming], [box, chatbot, pending, streaming],
-                               api_visibility="private"),
-                    examples.load_input_event.then(show_question, [box, chatbot, streaming],
-                                                   [box, chatbot, pending, streaming], api_visibility="private")):
-        trigger.then(answer_turn, [pending, chatbot, asked], [chatbot, sources, asked, streaming],
-                     api_visibility="private")
+    for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot, streaming], [ui.box, ui.chatbot, ui.pending, streaming],
+                                  api_visibility="private"),
+                    ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot, streaming],
+                                                      [ui.box, ui.chatbot, ui.pending, streaming], api_visibility="private")):
+        trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private")
+    ui.again.click(show_again, [ui.retry, ui.chatbot, streaming], [ui.chatbot, ui.redo, ui.again, streaming],
+                   api_visibility="private").then(
+        answer_again, [ui.redo, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private")
 
 
 CSS = """
@@ -365,6 +585,11 @@ CSS = """
 .nqa-quote { margin: 0.2em 0 0.7em; padding: 0.45em 0.8em; border-left: 4px solid #d97706; background: rgba(245, 158, 11, 0.1); font-size: 1.05em; }
 .nqa-notfound { font-weight: 700; }
 .nqa-context { font-size: 0.8em; color: #6b7280; font-style: italic; }
+.nqa-filter { display: inline-block; font-size: 0.8em; color: #92400e; background: rgba(245, 158, 11, 0.12); border-radius: 999px; padding: 0 0.7em; }
+.nqa-link { color: #1d4ed8; text-decoration: none; white-space: nowrap; }
+.nqa-link:hover { text-decoration: underline; }
+.nqa-also { flex-basis: 100%; color: #6b7280; font-size: 0.82em; }
+#nqa-filters { gap: 0.5em; }
 .nqa-passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.4em 0.7em; margin: 0.4em 0; font-size: 0.94em; }
 .nqa-passage summary { cursor: pointer; display: flex; flex-wrap: wrap; gap: 0 0.5em; align-items: baseline; }
 .nqa-passage summary::-webkit-details-marker { display: none; }
@@ -429,6 +654,12 @@ def upload_articles(live: LiveQA, corpus: Path, files: list[str] | None) -> str:
 UPLOAD_NOTHING = "Kies eerst bestanden (.txt, .md, .jsonl). / Choose files first (.txt, .md, .jsonl)."
 
 
+def publishers_of(qa: QA) -> list[str]:
+    """The publishers named in an index (none for an index built before publishers were stored)."""
+    news = getattr(qa, "news", None)
+    return list(news.publishers) if news is not None else []
+
+
 def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None, generator=None) -> gr.Blocks:
     """The chat UI around one shared index (a `QA`, followed as its folder gets new generations).
     With `upload_to` (the corpus folder), an "add articles" control; with `generator` (from
@@ -436,33 +667,43 @@ def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None, generator
     Launch it with `launch_app`."""
     live = qa if isinstance(qa, LiveQA) else LiveQA(qa)
 
-    def show_question(message, history):
-        return "", _with_question(message or "", history), message
-
-    def answer_turn(question, history, asked):
-        chat, sources = _with_answer(live.get(), question, history, asked)
-        # Only questions that could be asked become context for the next ones.
-        valid = isinstance(question, str) and question.strip() and len(question) <= MAX_QUESTION_CHARS
-        return chat, sources, [*asked, question][-MAX_HISTORY:] if valid else asked
-
     def ask(question: str) -> str:
         """Answer a question; returns the chat message (HTML)."""
         return answer_markdown(live.get(), question)[0]
 
+    def publisher_choices():
+        # The live index's publishers, read when a page loads (a sync may have added some).
+        names = publishers_of(live.get())
+        return gr.Dropdown(choices=names, visible=bool(names))
+
+    names = publishers_of(live.get())
     with gr.Blocks(title="nieuws-QA", analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
-        pending = gr.State("")
-        asked = gr.State([])  # this browser tab's earlier questions, for follow-ups
+        ui = SimpleNamespace(pending=gr.State(""),
+                             asked=gr.State([]),  # this browser tab's earlier questions, for follow-ups
+                             retry=gr.State(None),  # what the again button re-asks (see _retry)
+                             redo=gr.State(None))  # what it is re-asking now
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(show_label=False, height=680, latex_delimiters=[], buttons=["copy"], autoscroll=False,
-                                     feedback_options=None, elem_id="nqa-chat")
-                box = gr.Textbox(show_label=False, placeholder="Stel een vraag… / Ask a question…", lines=1,
-                                 max_length=MAX_QUESTION_CHARS, submit_btn=True, elem_id="nqa-question")
+                # The filters apply to every question until they are changed.
+                with gr.Row(elem_id="nqa-filters"):
+                    since = gr.Textbox(label="Vanaf / From", placeholder="YYYY-MM-DD", max_lines=1,
+                                       max_length=40, scale=1, min_width=150, elem_id="nqa-since")
+                    until = gr.Textbox(label="Tot en met / Until", placeholder="YYYY-MM-DD", max_lines=1,
+                                       max_length=40, scale=1, min_width=150, elem_id="nqa-until")
+                    publishers = gr.Dropdown(names, value=[], multiselect=True, visible=bool(names), scale=2,
+                                             label="Bronnen (leeg = alle) / Publishers (empty = all)",
+                                             min_width=220, elem_id="nqa-publishers")
+                ui.controls = [since, until, publishers]
+                ui.chatbot = gr.Chatbot(show_label=False, height=620, latex_delimiters=[], buttons=["copy"],
+                                        autoscroll=False, feedback_options=None, elem_id="nqa-chat")
+                ui.box = gr.Textbox(show_label=False, placeholder="Stel een vraag… / Ask a question…", lines=1,
+                                    max_length=MAX_QUESTION_CHARS, submit_btn=True, elem_id="nqa-question")
+                ui.again = gr.Button(AGAIN_LABEL, visible=False, size="sm", variant="secondary", elem_id="nqa-again")
             with gr.Column(scale=2, min_width=260):
                 # Markdown, not gr.HTML: gr.HTML evaluates templates with eval, which the CSP forbids.
-                sources = gr.Markdown(SOURCES_PLACEHOLDER, elem_id="nqa-sources", container=True)
-                examples = gr.Examples(EXAMPLES, inputs=box, label="Voorbeeldvragen / Example questions")
+                ui.sources = gr.Markdown(SOURCES_PLACEHOLDER, elem_id="nqa-sources", container=True)
+                ui.examples = gr.Examples(EXAMPLES, inputs=ui.box, label="Voorbeeldvragen / Example questions")
                 if upload_to is not None:
                     with gr.Accordion("Artikelen toevoegen / Add articles", open=False, elem_id="nqa-upload"):
                         files = gr.File(file_count="multiple", file_types=[".txt", ".md", ".jsonl"], type="filepath",
@@ -470,16 +711,15 @@ def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None, generator
                         send = gr.Button("Toevoegen / Add")
                         status = gr.Markdown(elem_id="nqa-upload-status")
                     send.click(lambda f: (upload_articles(live, Path(upload_to), f), None), files, [status, files],
-                               api_visibility="private")
+                               api_visibility="private").then(publisher_choices, None, publishers,
+                                                              api_visibility="private")
         if generator is None:
-            for trigger in (box.submit(show_question, [box, chatbot], [box, chatbot, pending], queue=False,
-                                       api_visibility="private"),
-                            examples.load_input_event.then(show_question, [box, chatbot], [box, chatbot, pending],
-                                                           queue=False, api_visibility="private")):
-                trigger.then(answer_turn, [pending, chatbot, asked], [chatbot, sources, asked], api_visibility="private")
+            _plain_events(live, ui)
         else:
-            _written_answer_events(live, generator, box, examples, chatbot, sources, pending, asked)
-        chatbot.clear(lambda: (SOURCES_PLACEHOLDER, []), None, [sources, asked], api_visibility="private")
+            _written_answer_events(live, generator, ui)
+        ui.chatbot.clear(lambda: (SOURCES_PLACEHOLDER, [], gr.Button(visible=False), None), None,
+                         [ui.sources, ui.asked, ui.again, ui.retry], api_visibility="private")
+        demo.load(publisher_choices, None, publishers, queue=False, api_visibility="private")
         gr.api(ask, api_name="ask")
     # The model and indexes are shared and searching is read-only (the embedder serialises its
     # own encodes), so a few questions may run at once; a bounded queue refuses floods.

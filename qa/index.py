@@ -37,7 +37,8 @@ from .corpus import Document, corpus_files
 from .dense import ROWS_FILE, DenseIndex
 from .errors import IndexCorruptError, IndexFormatError, QAError
 from .lexical import Analyzer, BM25Index
-from .news import SIGNATURE_FILE, DocNews, News
+from .news import FILES as NEWS_FILES
+from .news import DocNews, News
 from .news import write as write_news
 from .records import Documents, RawLines, Records, write_records
 from .terms import TermCounts
@@ -88,7 +89,7 @@ class Generation:
         if not len(chunks) == len(vectors) == len(dense) == len(bm25):
             raise IndexCorruptError(f"the index files in {folder} disagree on the number of chunks; rebuild with `qa build`")
         news = None
-        if SIGNATURE_FILE in manifest.get("files", {}):
+        if has_news(manifest):
             news = News.load(folder, np.load(folder / DOC_ROWS_FILE, allow_pickle=False))
         return cls(folder, manifest, chunks, docs, vectors, dense, bm25, news)
 
@@ -266,20 +267,27 @@ def _open_rows(folder: Path, manifest: dict) -> LiveRows:
     terms = None
     if same_analysis and CHUNK_SHA_FILE in files:
         terms = TermCounts.load(folder, BM25Index.load(folder).terms, n)
-    news = News.load(folder, doc_rows, signatures=True) if SIGNATURE_FILE in files else None
+    news = News.load(folder, doc_rows, signatures=True) if has_news(manifest) else None
     return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms, news)
+
+
+def has_news(manifest: dict) -> bool:
+    """Whether a generation has this version's news tables (news.py); a sync computes them."""
+    return all(name in manifest.get("files", {}) for name in NEWS_FILES)
 
 
 def stale_reason(index_dir: str | Path, paths: Iterable[str | Path]) -> str | None:
     """Why the index must be (re)built for these corpus paths, or None if it is up to date.
 
-    Up to date means: it opens, and its corpus files are exactly the files under `paths` with
-    the same checksums.
+    Up to date means: it opens, it has the news tables (news.py), and its corpus files are exactly
+    the files under `paths` with the same checksums.
     """
     try:
         _, manifest = store.open_index(Path(index_dir), verify=False)
     except QAError as exc:
         return str(exc)
+    if not has_news(manifest):
+        return "the index was built before date and publisher filters (its news tables are computed, nothing embedded)"
     recorded = {f["path"]: f["sha256"] for f in manifest.get("corpus", {}).get("files", [])}
     current = {f["path"]: f["sha256"] for f in corpus_files(paths)}
     if recorded != current:

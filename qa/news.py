@@ -7,8 +7,13 @@ rows with the table of each document's rows::
     doc_days.npy       int32 (documents, 2): first and last day (date.toordinal()); 0 = no readable date
     doc_publisher.npy  int32 (documents,): index into publishers.json; -1 = none
     doc_minhash.npy    uint32 (documents, wire.NUM_PERM): each article's MinHash signature
+    doc_source.npy     int64 (documents,): a hash of where it appeared (its publisher, else its file)
     doc_cluster.npy    int32 (documents,): the document row of its wire cluster's representative
                        (itself for an article without copies)
+
+A wire copy is the same story from another source: near-duplicates from one source (one
+publisher, or one file when no publisher is named — an update, overlapping excerpts, the
+passages of an evaluation set) stay apart.
 
 A date filter keeps the articles whose days overlap the asked range ("2022-10" covers the whole
 month); an article without a readable date is left out of every date-filtered question.
@@ -16,6 +21,7 @@ month); an article without a readable date is left out of every date-filtered qu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,8 +36,8 @@ from .errors import IndexCorruptError
 from .when import DayRange, article_range, parse_day
 
 DAYS_FILE, PUBLISHER_FILE, PUBLISHERS_FILE = "doc_days.npy", "doc_publisher.npy", "publishers.json"
-SIGNATURE_FILE, CLUSTER_FILE = "doc_minhash.npy", "doc_cluster.npy"
-FILES = (DAYS_FILE, PUBLISHER_FILE, PUBLISHERS_FILE, SIGNATURE_FILE, CLUSTER_FILE)
+SIGNATURE_FILE, SOURCE_FILE, CLUSTER_FILE = "doc_minhash.npy", "doc_source.npy", "doc_cluster.npy"
+FILES = (DAYS_FILE, PUBLISHER_FILE, PUBLISHERS_FILE, SIGNATURE_FILE, SOURCE_FILE, CLUSTER_FILE)
 # Recency: a hit's fused score times 1 - RECENCY_WEIGHT + RECENCY_WEIGHT * 2 ** (-age / HALF_LIFE),
 # its article's age in days before the reference date: a story of today keeps its score, one of a
 # month ago loses a quarter, an old or undated one half. Relevance still counts more than age.
@@ -81,10 +87,19 @@ class DocNews:
     days: tuple[int, int]
     publisher: str | None
     signature: np.ndarray
+    source: int   # source_key(...)
 
     @classmethod
-    def of(cls, doc: Document, text: str) -> DocNews:
-        return cls(days_of(doc.date), doc.publisher, wire.signature(text))
+    def of(cls, doc: Document, text: str, signature: np.ndarray | None = None) -> DocNews:
+        """A document's news data (`signature`: its stored MinHash, else computed from `text`)."""
+        return cls(days_of(doc.date), doc.publisher, wire.signature(text) if signature is None else signature,
+                   source_key(doc))
+
+
+def source_key(doc: Document) -> int:
+    """Where an article appeared, as a number: its publisher, else its corpus file."""
+    name = f"publisher:{doc.publisher}" if doc.publisher else f"file:{doc.source}"
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little", signed=True)
 
 
 def make_filters(since: date | str | None = None, until: date | str | None = None,
@@ -122,12 +137,17 @@ def write(folder: Path, doc_ids: Sequence[str], news: Sequence[DocNews], text_of
     number = {name: i for i, name in enumerate(names)}
     publisher = np.array([number.get(n.publisher, -1) for n in news], np.int32)
     signatures = np.stack([n.signature for n in news]) if news else np.zeros((0, wire.NUM_PERM), np.uint32)
+    source = np.array([n.source for n in news], np.int64)
     row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
     # The earliest article represents its cluster: day ordinals compare as wire's dates do.
     representative = wire.clusters(list(doc_ids), signatures, text_of, dates=[d[0] or None for d in days.tolist()])
-    cluster = np.array([row[representative.get(doc_id, doc_id)] for doc_id in doc_ids], np.int32)
+    cluster = np.arange(len(doc_ids), dtype=np.int32)
+    for doc_id, rep in representative.items():
+        i, r = row[doc_id], row[rep]
+        if source[i] != source[r]:  # a copy from another source (see the module docstring)
+            cluster[i] = r
     for name, array in ((DAYS_FILE, days), (PUBLISHER_FILE, publisher), (SIGNATURE_FILE, signatures),
-                        (CLUSTER_FILE, cluster)):
+                        (SOURCE_FILE, source), (CLUSTER_FILE, cluster)):
         np.save(folder / name, array, allow_pickle=False)
     (folder / PUBLISHERS_FILE).write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
     return list(FILES)
@@ -160,7 +180,7 @@ class News:
         Raises:
             IndexCorruptError: they cannot be read, or do not fit the documents.
         """
-        names = (DAYS_FILE, PUBLISHER_FILE, CLUSTER_FILE) + ((SIGNATURE_FILE,) if signatures else ())
+        names = (DAYS_FILE, PUBLISHER_FILE, CLUSTER_FILE) + ((SIGNATURE_FILE, SOURCE_FILE) if signatures else ())
         try:
             arrays = [np.load(folder / name, allow_pickle=False, mmap_mode="r") for name in names]
             publishers = json.loads((folder / PUBLISHERS_FILE).read_text(encoding="utf-8"))
@@ -170,14 +190,17 @@ class News:
         n = len(doc_rows)
         if (days.shape != (n, 2) or publisher.shape != (n,) or cluster.shape != (n,) or not isinstance(publishers, list)
                 or (n and (publisher.max() >= len(publishers) or cluster.min() < 0 or cluster.max() >= n))
-                or (signatures and arrays[3].shape != (n, wire.NUM_PERM))):
+                or (signatures and (arrays[3].shape != (n, wire.NUM_PERM) or arrays[4].shape != (n,)))):
             raise IndexCorruptError(f"the news tables in {folder} do not fit its {n} documents; rebuild with `qa build`")
-        return cls(days, publisher, publishers, cluster, doc_rows, arrays[3] if signatures else None)
+        news = cls(days, publisher, publishers, cluster, doc_rows, arrays[3] if signatures else None)
+        news.sources = arrays[4] if signatures else None
+        return news
 
     def doc(self, i: int) -> DocNews:
         """Document i's news data as stored (for a sync that keeps the document)."""
         p = int(self.publisher[i])
-        return DocNews(tuple(self.days[i].tolist()), self.publishers[p] if p >= 0 else None, np.array(self.signatures[i]))
+        return DocNews(tuple(self.days[i].tolist()), self.publishers[p] if p >= 0 else None, np.array(self.signatures[i]),
+                       int(self.sources[i]))
 
     def summary(self, doc_id: Callable[[int], str], shown: int = 10) -> dict:
         """What `qa info` says about the articles as news (`doc_id(i)`: document i's id)."""

@@ -18,7 +18,7 @@ from .embedding import Embedder
 from .index import DocEntry, LiveRows, chunk_sha256
 from .language import detect_language
 from .lexical import Analyzer
-from .news import DocNews, days_of
+from .news import DocNews
 from .terms import TermCounts
 
 # Texts per encode call, longest first: the embedder's lock is released between calls, so a
@@ -100,7 +100,7 @@ class NewRows:
         record = item.record or self.live.docs[item.doc]
         signature = (np.array(stored.signatures[item.doc]) if stored is not None
                      else wire.signature(self._live_text(first, count)))
-        return DocNews(days_of(record.date), record.publisher, signature)
+        return DocNews.of(record, "", signature)
 
     def bad_dates(self) -> tuple[tuple[str, str], ...]:
         """The new and changed articles that give a date which cannot be read: (doc_id, date)."""

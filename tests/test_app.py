@@ -70,7 +70,7 @@ class FakeQA:
     def __init__(self, answer=None, error: Exception | None = None):
         self.answer, self.error = answer, error
 
-    def ask(self, question, *, k=5, history=()):
+    def ask(self, question, *, k=5, history=(), **filters):
         if self.error:
             raise self.error
         return self.answer

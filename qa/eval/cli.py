@@ -12,6 +12,7 @@ from .datasets import DatasetError
 from .evaluate import evaluate
 from .followups import evaluate_followups, is_followup_set
 from .metrics import METRIC_KS, MODES
+from .news import evaluate_news, is_news_set
 from .report import to_markdown, write_outputs
 from .sweep import sweep
 from .workspace import Workspace
@@ -56,7 +57,7 @@ def run(args) -> int:
         if args.calibrate:
             result["calibration"] = calibrate(args.datasets, args.calibrate, seeds=args.seeds, limit=args.limit, workspace=ws)
         if not (args.sweep or args.calibrate):
-            sets = [d for d in args.datasets if not is_followup_set(d)]
+            sets = [d for d in args.datasets if not (is_followup_set(d) or is_news_set(d))]
             result["reports"] = [
                 evaluate(d, modes=modes, distractors=args.distractors, ks=args.ks, limit=args.limit,
                          answers=not args.no_answers, workspace=ws)
@@ -64,6 +65,8 @@ def run(args) -> int:
             ]
             if followups := [d for d in args.datasets if is_followup_set(d)]:
                 result["followups"] = [evaluate_followups(d, distractors=args.distractors, workspace=ws) for d in followups]
+            if news := [d for d in args.datasets if is_news_set(d)]:
+                result["news"] = [evaluate_news(d, workspace=ws) for d in news]
     if args.out:
         written = write_outputs(result, args.out)
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

@@ -24,7 +24,25 @@ def to_markdown(result: dict) -> str:
         out += _calibration_md(cal)
     for f in result.get("followups", []):
         out += _followups_md(f)
+    for n in result.get("news", []):
+        out += _news_md(n)
     return "\n".join(out)
+
+
+def _news_md(n: dict) -> list[str]:
+    """A news archive's questions without filters, with their period, and as typed."""
+    tw = n["time_words"]
+    out = [f"## {n['dataset']} (news archive)", "",
+           f"{n['questions']} questions; found = an answering article (or a wire copy it names) among the citations; "
+           f"time words read as the expected filter: {tw['correct']} of {tw['n']}.", "",
+           "| asked | language | n | R@1 | R@5 | citations outside the period | citations with copies |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for way, per in n["results"].items():
+        for lang, m in per.items():
+            out.append(f"| {way} | {lang} | {m['n']} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['outside_period']:.3f} | "
+                       f"{m['with_copies']:.3f} |")
+    out += [f"- time words wrong: {w['question']!r}: got {w['got']}, expected {w['expected']}" for w in tw["wrong"]]
+    return out + [""]
 
 
 def _followups_md(f: dict) -> list[str]:
