@@ -86,14 +86,16 @@ LABELS = {
            "no_passages": "Er zijn geen passages gevonden.", "sources": "Bronnen van het laatste antwoord",
            "no_date": "zonder datum", "legs": {"both": "BM25 + semantisch", "bm25": "BM25", "dense": "semantisch"},
            "rank": "rang", "context": "met de vorige vraag", "link": "bron ↗", "also": "ook verschenen in",
-           "filtered": "gefilterd", "from_question": "uit de vraag", "only": "alleen", "newest": "nieuwste eerst"},
+           "filtered": "gefilterd", "from_question": "uit de vraag", "only": "alleen", "newest": "nieuwste eerst",
+           "dropped": "niets uit “{}” beantwoordt dit; gezocht in het hele archief"},
     "en": {"answer": "Answer", "passages": "Cited passages", "closest": "Closest passages",
            "not_found": "No passage in the corpus answers this question. Below are the closest passages; "
                         "they are not an answer.",
            "no_passages": "No passages were found.", "sources": "Sources of the last answer",
            "no_date": "undated", "legs": {"both": "BM25 + semantic", "bm25": "BM25", "dense": "semantic"},
            "rank": "rank", "context": "using the previous question", "link": "source ↗", "also": "also in",
-           "filtered": "filtered", "from_question": "from the question", "only": "only", "newest": "newest first"},
+           "filtered": "filtered", "from_question": "from the question", "only": "only", "newest": "newest first",
+           "dropped": "nothing dated “{}” answers this; searched the whole archive"},
 }
 EMPTY_QUESTION = "Typ een vraag, in het Nederlands of het Engels. / Type a question, in Dutch or English."
 TOO_LONG = (f"Deze vraag is te lang (maximaal {MAX_QUESTION_CHARS:,} tekens); stel een kortere vraag. / "
@@ -336,6 +338,8 @@ def filter_line(answer, lang: str | None = None) -> str:
     parts = [f"{t['filtered']}: {' · '.join(said)}"] if said else []
     if answer.recency:
         parts.append(t["newest"])
+    if answer.time_dropped:
+        parts.append(t["dropped"].format(answer.time_dropped))
     return f"<p class='nqa-filter'>{esc(' · '.join(parts))}</p>" if parts else ""
 
 

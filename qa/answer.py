@@ -152,6 +152,7 @@ class Answer:
     generated: Generated | None = None   # a checked written answer, when a model was asked
     filters: Filters = Filters()         # the articles searched (a date range may come from the question)
     recency: bool = False                # newer articles were weighed up
+    time_dropped: str | None = None      # time words not used as a filter: within them nothing answered
 
     @property
     def answer_citation(self) -> Citation | None:
@@ -169,7 +170,7 @@ class Answer:
             "question": self.question, "language": self.language, "answer_found": self.answer_found,
             "citations": [c.to_dict() for c in self.citations], "context": list(self.context) or None,
             "generated": self.generated.to_dict() if self.generated else None,
-            "filters": self.filters.to_dict(), "recency": self.recency,
+            "filters": self.filters.to_dict(), "recency": self.recency, "time_dropped": self.time_dropped,
         }
 
 

@@ -7,10 +7,13 @@ retrieval, `ask` goes on to the answer; both take one immutable `SearchSettings`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 
 from . import store
 from .answer import Answer, SentenceVectors, assemble
@@ -23,7 +26,7 @@ from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, Mode
 from .fusion import Hit, SearchSettings, dbsf, rrf
 from .index import Generation, open_live, stale_reason
 from .language import detect_language
-from .news import Filters, as_day, make_filters
+from .news import Filters, News, as_day, make_filters
 from .query import MAX_QUESTION_CHARS, Query, check_question
 from .store import read_manifest
 from .sync import SyncReport
@@ -32,7 +35,8 @@ from .sync import remove as remove_articles
 from .sync import sync as sync_corpus
 from .when import asks_for_latest, find_time
 
-__all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stale_reason", "SearchSettings"]
+__all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stale_reason", "SearchSettings", "rank",
+           "HitNews"]
 
 
 class QA:
@@ -219,8 +223,7 @@ class QA:
 
         Args:
             history: the earlier questions of a conversation, oldest first; a question that
-                leans on the one before it (conversation.py) carries it as its `context`, and
-                searches within that question's dates when it names none itself.
+                leans on the one before it (conversation.py) carries it as its `context`.
             filters: the articles to search (dates, publishers).
             now: the reference date of relative time expressions ("vorige week"; default: the
                 newest article's date, so an archive answers as of its own time).
@@ -248,11 +251,11 @@ class QA:
         query = Query(text, language, terms, vector, filters=filters, recency=latest)
         history = list(history)[-MAX_HISTORY:]
         if history and leans_on_context(query):
-            context = self.prepare(history[-1], settings, history[:-1], filters=replace(filters, since=None, until=None,
-                                   from_question=None), now=now, read_time=read_time)
-            if not filters.dated and context.filters.dated:  # "En wat zei hij daarover?" keeps "in oktober"
-                filters = context.filters
-            query = replace(query, context=context, filters=filters)
+            # The earlier question lends its words, not its dates: its time words are often about
+            # the event ("vorig jaar", "in juli"), and a follow-up that inherited them as a filter
+            # lost answers on data/followups_nl (EVALUATION.md).
+            context = self.prepare(history[-1], settings, history[:-1], filters=filters, now=now, read_time=False)
+            query = replace(query, context=context)
         return query
 
     @property
@@ -265,63 +268,27 @@ class QA:
         """The settings.k best chunks for a prepared question: each leg's top candidates among the
         rows its filters allow, fused; newer articles weighed up for `query.recency`; the wire
         copies of one article collapsed into the earliest version found (news.py)."""
+        coverage = self.bm25.coverage(search_terms(query)) if settings.mode == "hybrid" else 0.0
+        news = None if self.news is None else _GenerationNews(self.news, self.docs, self.reference_date)
+        return rank(query, settings, self.legs(query, settings), coverage=coverage, news=news)
+
+    def legs(self, query: Query, settings: SearchSettings) -> dict[str, list[tuple[int, float]]]:
+        """Each leg's best max(settings.depth, settings.k) (row, score) pairs, best first, among the
+        rows the query's filters allow: the part of `retrieve` that reads the index (a shard of a
+        sharded index runs it, and the router `rank`s the merged lists; qa/scale/)."""
         rows = None
         if query.filters:
             if self.news is None:
                 raise IndexFormatError(f"the index in {self.folder.parent} was built before date and publisher "
                                        "filters; update it with `qa sync PATH` (no vector is embedded again)")
             rows = self.news.rows(query.filters)
-        hits = self._fused(query, settings, rows)
-        if self.news is None:
-            return hits[:settings.k]
-        if query.recency:
-            factors = self.news.recency([h.row for h in hits], self.reference_date)
-            hits = sorted((replace(h, score=h.score * f) for h, f in zip(hits, factors.tolist())),
-                          key=lambda h: (-h.score, h.row))
-        return self._collapse(hits)[:settings.k]
-
-    def _fused(self, query: Query, settings: SearchSettings, rows) -> list[Hit]:
         depth = max(settings.depth, settings.k)
         legs = {}
         if settings.mode in ("hybrid", "bm25"):
             legs["bm25"] = self.bm25.top_k(search_terms(query), depth, rows)
         if settings.mode in ("hybrid", "dense"):
             legs["dense"] = self.dense.search(search_vector(query), depth, rows)
-        if settings.mode != "hybrid":
-            return rrf(legs, k=settings.rrf_k)  # one leg: its own order
-        # BM25 only understands the question's words that occur in the corpus: an English
-        # question over Dutch news shares a number or a name at best, and its other matches
-        # are accidents ("week"). Its weight scales with that coverage, so accidents cannot
-        # outvote the dense leg, while a question in the corpus language keeps its full weight.
-        terms = search_terms(query)
-        coverage = self.bm25.coverage(terms)
-        if settings.fusion == "rrf":
-            weights = {**settings.weights, "bm25": settings.weights.get("bm25", 1.0) * coverage}
-            return rrf(legs, k=settings.rrf_k, weights=weights)
-        found = round(coverage * len(terms))
-        share = coverage * (settings.bm25_share_long if found >= settings.long_terms else settings.bm25_share)
-        return dbsf(legs, weights={"bm25": share, "dense": 1.0 - share})
-
-    def _collapse(self, hits: list[Hit]) -> list[Hit]:
-        """One version per wire-copy cluster: the hits of the earliest-dated copy found among the
-        hits (ties: the best hit's), with the other copies in `also`; other copies' hits dropped."""
-        copies = {h.row: self.news.copies(h.row) for h in hits}
-        chosen: dict[int, int] = {}
-        for h in hits:
-            doc, members = copies[h.row]
-            if len(members) > 1:
-                cluster = int(self.news.cluster[doc])
-                day = int(self.news.days[doc, 0]) or 10**9
-                if cluster not in chosen or day < int(self.news.days[chosen[cluster], 0] or 10**9):
-                    chosen[cluster] = doc
-        out = []
-        for h in hits:
-            doc, members = copies[h.row]
-            if len(members) == 1:
-                out.append(h)
-            elif chosen[int(self.news.cluster[doc])] == doc:
-                out.append(replace(h, also=tuple(self.docs.records[int(m)].doc_id for m in members if m != doc)))
-        return out
+        return legs
 
     def search(self, question: str, settings: SearchSettings | None = None, *, k: int | None = None,
                mode: str | None = None, since: date | str | None = None, until: date | str | None = None,
@@ -358,22 +325,137 @@ class QA:
             history: the earlier questions of a conversation, oldest first: a follow-up that
                 leans on them is searched with them (`Answer.context` says which).
             since, until, publishers, now, recency, read_time: as for `search`; the filters
-                applied are in `Answer.filters`.
+                applied are in `Answer.filters`. Time words can be about the event rather than
+                the publication ("Hoeveel mensen vluchtten vorig jaar?" in a 2022 article): when
+                the date range read from the question leaves no passage that answers, the
+                question is answered from the whole archive and `Answer.time_dropped` holds the
+                words that were not used as a filter.
 
         Raises:
             QuestionError: the question is empty or longer than MAX_QUESTION_CHARS.
             ValueError: since or until is not a date.
         """
         settings = (settings or self.settings).but(k=k)
+        filters, now = make_filters(since, until, publishers), as_day(now)
         # The highlight compares sentences with the question's terms and vector: prepare both.
-        query = self.prepare(question, settings.but(mode="hybrid"), history, filters=make_filters(since, until, publishers),
-                             now=as_day(now), read_time=read_time, recency=recency)
+        query = self.prepare(question, settings.but(mode="hybrid"), history, filters=filters, now=now,
+                             read_time=read_time, recency=recency)
+        answer = self._answer(query, settings)
+        if query.filters.from_question and not answer.answer_found:
+            whole = self._answer(self.prepare(question, settings.but(mode="hybrid"), history, filters=filters, now=now,
+                                              read_time=False, recency=recency), settings)
+            if whole.answer_found:
+                return replace(whole, time_dropped=query.filters.from_question)
+        return answer
+
+    def _answer(self, query: Query, settings: SearchSettings) -> Answer:
         return assemble(query, self.retrieve(query, settings), self.chunks, self.docs, analyzer=self.analyzer,
                         sentence_vectors=self._sentence_vectors)
 
     def info(self) -> dict:
         """A summary of the opened index and the search settings it answers with (`qa info`)."""
         return self.index.summary(_fusion_summary(self.settings))
+
+
+class HitNews(Protocol):
+    """What `rank` needs to know about the articles of hit rows: their recency factor and wire
+    copies (a `QA` reads it from its news tables; a sharded router from its shards' answers)."""
+
+    def recency(self, rows: Sequence[int]) -> np.ndarray:
+        """The recency factor of each row's article (news.RECENCY_WEIGHT)."""
+
+    def copies(self, row: int) -> tuple[Hashable, Sequence[Hashable]]:
+        """The document of a row, and every document of its wire cluster (itself included)."""
+
+    def cluster(self, doc: Hashable) -> Hashable:
+        """A document's wire cluster."""
+
+    def first_day(self, doc: Hashable) -> int:
+        """A document's first day (an ordinal; 0: no readable date)."""
+
+    def doc_id(self, doc: Hashable) -> str:
+        """A document's id."""
+
+
+def rank(query: Query, settings: SearchSettings, legs: dict[str, list[tuple[int, float]]], *, coverage: float,
+         news: HitNews | None) -> list[Hit]:
+    """The part of `QA.retrieve` after the legs: the legs fused, newer articles weighed up for
+    `query.recency`, the wire copies of one article collapsed, the best settings.k.
+
+    Args:
+        legs: each leg's (row, score) pairs, best first (`QA.legs`, or those of shards merged).
+        coverage: the share of the question's search terms found in the corpus (hybrid mode).
+        news: the articles of the rows (None: an index without news tables; nothing is collapsed).
+    """
+    hits = fuse(query, settings, legs, coverage)
+    if news is None:
+        return hits[:settings.k]
+    if query.recency:
+        factors = news.recency([h.row for h in hits])
+        hits = sorted((replace(h, score=h.score * f) for h, f in zip(hits, factors.tolist())),
+                      key=lambda h: (-h.score, h.row))
+    return collapse(hits, news)[:settings.k]
+
+
+def fuse(query: Query, settings: SearchSettings, legs: dict[str, list[tuple[int, float]]], coverage: float) -> list[Hit]:
+    """The legs fused as `settings` says (one leg alone: its own order)."""
+    if settings.mode != "hybrid":
+        return rrf(legs, k=settings.rrf_k)  # one leg: its own order
+    # BM25 only understands the question's words that occur in the corpus: an English
+    # question over Dutch news shares a number or a name at best, and its other matches
+    # are accidents ("week"). Its weight scales with that coverage, so accidents cannot
+    # outvote the dense leg, while a question in the corpus language keeps its full weight.
+    terms = search_terms(query)
+    if settings.fusion == "rrf":
+        weights = {**settings.weights, "bm25": settings.weights.get("bm25", 1.0) * coverage}
+        return rrf(legs, k=settings.rrf_k, weights=weights)
+    found = round(coverage * len(terms))
+    share = coverage * (settings.bm25_share_long if found >= settings.long_terms else settings.bm25_share)
+    return dbsf(legs, weights={"bm25": share, "dense": 1.0 - share})
+
+
+def collapse(hits: list[Hit], news: HitNews) -> list[Hit]:
+    """One version per wire-copy cluster: the hits of the earliest-dated copy found among the
+    hits (ties: the best hit's), with the other copies in `also`; other copies' hits dropped."""
+    copies = {h.row: news.copies(h.row) for h in hits}
+    chosen: dict = {}
+    for h in hits:
+        doc, members = copies[h.row]
+        if len(members) > 1:
+            cluster = news.cluster(doc)
+            day = news.first_day(doc) or 10**9
+            if cluster not in chosen or day < (news.first_day(chosen[cluster]) or 10**9):
+                chosen[cluster] = doc
+    out = []
+    for h in hits:
+        doc, members = copies[h.row]
+        if len(members) == 1:
+            out.append(h)
+        elif chosen[news.cluster(doc)] == doc:
+            out.append(replace(h, also=tuple(news.doc_id(m) for m in members if m != doc)))
+    return out
+
+
+class _GenerationNews:
+    """`HitNews` of an opened generation's news tables."""
+
+    def __init__(self, news: News, docs, today: date):
+        self.news, self.docs, self.today = news, docs, today
+
+    def recency(self, rows: Sequence[int]) -> np.ndarray:
+        return self.news.recency(rows, self.today)
+
+    def copies(self, row: int) -> tuple[int, np.ndarray]:
+        return self.news.copies(row)
+
+    def cluster(self, doc: int) -> int:
+        return int(self.news.cluster[doc])
+
+    def first_day(self, doc: int) -> int:
+        return int(self.news.days[doc, 0])
+
+    def doc_id(self, doc: int) -> str:
+        return self.docs.records[int(doc)].doc_id
 
 
 def _built_with(index_dir: str | Path) -> str | None:

@@ -1,4 +1,4 @@
-"""Command line: `qa build`, `qa sync`, `qa add`, `qa remove`, `qa ask`, `qa info`, `qa eval`."""
+"""Command line: `qa build`, `qa sync`, `qa add`, `qa remove`, `qa ask`, `qa info`, `qa eval`, `qa serve`."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dense", choices=("auto", "flat", "hnsw"), default="auto",
                    help="dense index: exact (flat), approximate (hnsw), or auto: flat up to 50,000 chunks (default)")
     b.add_argument("--json", action="store_true", help="print the index summary as JSON")
+    b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="read, chunk and embed on a Ray cluster (needs the [scale] extra): at ADDRESS, or a local "
+                        "one when none is given (put --ray after the paths)")
+    b.add_argument("--shards", type=int, default=None, metavar="N",
+                   help="write N date-range shards (INDEX/shard-00 …, each a normal index) and the statistics that "
+                        "make them answer as one index (qa serve --shards INDEX)")
     b.set_defaults(run=_build)
 
     s = sub.add_parser("sync", help="bring the index in line with the corpus, embedding only new and changed articles")
@@ -74,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dense", choices=("auto", "flat", "hnsw"), default=None,
                    help="dense index kind (default: what the index was made with)")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    s.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="embed new chunks on a Ray cluster (at ADDRESS, or a local one); a shard root's shards are "
+                        "synced together")
     s.set_defaults(run=_sync)
 
     ad = sub.add_parser("add", help="add articles (files) to the index, replacing those with the same ids")
@@ -116,7 +125,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not turn time words in the question ('in oktober 2022') into a date filter")
     a.add_argument("--latest", action=argparse.BooleanOptionalAction, default=None,
                    help="weigh newer articles up (default: when the question asks for the latest news)")
+    a.add_argument("--server", default=None, metavar="URL",
+                   help="ask a `qa serve` endpoint (e.g. http://127.0.0.1:8000/) instead of a local index")
     a.set_defaults(run=_ask)
+
+    sv = sub.add_parser("serve", help="serve a sharded index over HTTP on Ray Serve (needs the [scale] extra)")
+    sv.add_argument("--shards", nargs="+", required=True, metavar="DIR",
+                    help="a shard root (qa build --shards N --index DIR) or all of its shard folders")
+    sv.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                    help="the Ray cluster to deploy on (default: start a local one)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                    help="seconds to wait for the shards per question; a shard that misses it is named in the "
+                         "answer as not searched (default 3)")
+    sv.add_argument("--replicas", type=int, default=1, help="replicas per shard (default 1)")
+    sv.add_argument("--model", default=None, help="the embedding model (default: the shards')")
+    sv.set_defaults(run=_serve)
 
     i = sub.add_parser("info", help="describe an index")
     i.add_argument("--index", default=DEFAULT_INDEX)
@@ -132,8 +157,20 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args) -> int:
     from .api import QA
 
+    if args.shards is not None or args.ray is not None or _is_shard_root(args.index):
+        from .scale import commands
+
+        if args.shards is None and _is_shard_root(args.index):
+            raise QAError(f"{args.index} holds shards; build them again with --shards N, or give another --index")
+        embedder = commands.ray_embedder(args, [Path(args.index)], sync=False) if args.ray is not None else None
+        if args.shards is not None:
+            report = commands.build_shards(args, embedder)
+            print(to_json(report.to_dict(), indent=2) if args.json else f"{args.index}/: {_clean(report.summary())}")
+            return 0
+    else:
+        embedder = None
     qa = QA.build(args.paths, args.index, args.model, skip_bad=args.skip_bad, dense=args.dense,
-                  progress=sys.stderr.isatty())
+                  progress=sys.stderr.isatty(), embedder=embedder)
     info = qa.info()
     if args.json:
         print(to_json(info, indent=2))
@@ -149,8 +186,28 @@ def _build(args) -> int:
 def _sync(args) -> int:
     from .api import QA
 
+    embedder = None
+    if args.ray is not None or _is_shard_root(args.index):
+        from .scale import commands
+
+        if args.ray is not None:
+            embedder = commands.ray_embedder(args, commands.shard_folders(args.index), sync=True)
+        if _is_shard_root(args.index):
+            report = commands.sync_root(args, embedder)
+            print(to_json(report.to_dict()) if args.json else f"{args.index}/: {_clean(report.summary())}")
+            return 0
     return _report(QA.sync(args.paths, args.index, args.model, skip_bad=args.skip_bad, dense=args.dense,
-                           progress=sys.stderr.isatty()), args)
+                           progress=sys.stderr.isatty(), embedder=embedder), args)
+
+
+def _is_shard_root(index: str) -> bool:
+    return (Path(index) / "shards.json").is_file()
+
+
+def _serve(args) -> int:
+    from .scale.commands import serve
+
+    return serve(args)
 
 
 def _add(args) -> int:
@@ -184,8 +241,16 @@ def _ask(args) -> int:
         now = as_day(args.now)
     except ValueError as exc:
         raise QAError(f"{exc} (--since, --until, --now)") from None
+    if args.server:
+        return _ask_server(args, questions, filters, now)
     generator = _generator(args)
-    if Path(DEFAULT_CORPUS).is_dir():
+    if _is_shard_root(args.index):  # a sharded index, searched in this process
+        from .embedding import load_embedder
+        from .scale.router import local_router
+        from .scale.shards import Layout
+
+        qa = local_router(args.index, load_embedder(args.model or Layout.load(args.index).model.get("name")))
+    elif Path(DEFAULT_CORPUS).is_dir():
         # An index built from another corpus is served as it is: only a missing one is built.
         qa = QA.open_or_build([DEFAULT_CORPUS], args.index, args.model, follow=False, progress=sys.stderr.isatty(),
                               on_build=lambda reason: print(f"no index in {args.index}/ yet; building it from "
@@ -201,11 +266,7 @@ def _ask(args) -> int:
         except QuestionError as exc:
             if len(questions) == 1:
                 raise
-            # One bad line of a batch is reported in its place; the others are still answered.
-            failed += 1
-            print(f"error: question {n}: {_inert(str(exc))}", file=sys.stderr)
-            if args.json:
-                print(to_json({"question": question, "error": str(exc)}))
+            failed += _bad_question(n, question, exc, args)
             continue
         asked.append(question)
         if generator is not None:
@@ -218,6 +279,43 @@ def _ask(args) -> int:
             print(format_answer(answer))
         else:
             print(f"Q{n}: {_clean(question)}\n{format_answer(answer)}\n")
+    return 1 if failed else 0
+
+
+def _bad_question(n: int, question: str, exc: QuestionError, args) -> int:
+    """One bad line of a batch, reported in its place (the others are still answered); returns 1."""
+    print(f"error: question {n}: {_inert(str(exc))}", file=sys.stderr)
+    if args.json:
+        print(to_json({"question": question, "error": str(exc)}))
+    return 1
+
+
+def _ask_server(args, questions: list[str], filters, now) -> int:
+    """`qa ask --server URL`: the questions answered by a `qa serve` endpoint, printed as locally."""
+    from .scale.client import answer_from_dict, partial_note
+    from .scale.client import ask as ask_server
+
+    if args.llm_url or args.llm_model:
+        raise QAError("--llm-url is not available with --server (the server answers verbatim)")
+    failed, asked = 0, []
+    for n, question in enumerate(questions, start=1):
+        try:
+            data = ask_server(args.server, question, k=args.k, history=asked if args.chat else [], since=filters.since,
+                              until=filters.until, publishers=filters.publishers, now=now,
+                              read_time=not args.no_time_filter, recency=args.latest)
+        except QuestionError as exc:
+            if len(questions) == 1:
+                raise
+            failed += _bad_question(n, question, exc, args)
+            continue
+        asked.append(question)
+        if args.json:
+            print(to_json(data))
+            continue
+        answer = answer_from_dict(data)
+        note = partial_note(data, answer.language)
+        text = (_clean(note) + "\n" if note else "") + format_answer(answer)
+        print(text if len(questions) == 1 else f"Q{n}: {_clean(question)}\n{text}\n")
     return 1 if failed else 0
 
 
@@ -291,6 +389,10 @@ def format_answer(answer) -> str:
                      + _clean(answer.context[-1]) + ")")
     if answer.filters or answer.recency:
         lines.append(_format_filters(answer))
+    if answer.time_dropped:
+        lines.append(f"(nothing dated '{_clean(answer.time_dropped)}' answers this; searched the whole archive)"
+                     if answer.language == "en" else
+                     f"(niets uit '{_clean(answer.time_dropped)}' beantwoordt dit; gezocht in het hele archief)")
     if answer.generated is not None:
         lines.append(_format_generated(answer.generated, answer.language))
     if not answer.answer_found:

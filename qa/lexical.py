@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import scipy.sparse
 from .analysis import VERSION, Analyzer
 from .errors import IndexCorruptError, IndexFormatError
 
-__all__ = ["VERSION", "IDF_FLOOR", "Analyzer", "BM25Index"]
+__all__ = ["VERSION", "IDF_FLOOR", "Analyzer", "BM25Index", "Collection", "idf"]
 
 # When epsilon * average_idf is not positive (one or two documents, or near-duplicates),
 # rank_bm25's floor would zero or even penalise matching terms. Any positive constant ranks a
@@ -26,6 +27,37 @@ _FORMAT = 1
 _VOCAB_FILE = "bm25_vocab.json"
 _ARRAY_FILES = {"data": "bm25_data.npy", "indices": "bm25_indices.npy", "indptr": "bm25_indptr.npy"}
 _DTYPES = {"data": np.dtype(np.float64), "indices": np.dtype(np.int32), "indptr": np.dtype(np.int64)}
+
+
+def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """rank_bm25's idf of terms in `df` of `n_docs` documents, log(N - df + 0.5) - log(df + 0.5),
+    unfloored: the same two math.log calls as rank_bm25, once per distinct df, for bit-equal idfs."""
+    unique_df, inverse = np.unique(np.asarray(df, np.int64), return_inverse=True)
+    return np.array([math.log(n_docs - n + 0.5) - math.log(n + 0.5) for n in unique_df.tolist()],
+                    dtype=np.float64)[inverse.reshape(-1)]
+
+
+@dataclass(frozen=True)
+class Collection:
+    """BM25's statistics of a whole collection indexed in parts (shards, qa/scale/): a part's
+    index weighed with them (`BM25Index.from_counts(..., collection=)`) scores its rows exactly as
+    one index over the whole collection would.
+
+    Args:
+        n_docs: the documents (chunks) of the whole collection.
+        total_length: the sum of their lengths in terms (so avgdl = total_length / n_docs).
+        average_idf: the mean unfloored idf over the whole collection's vocabulary (epsilon's floor).
+        df: the collection's document frequency of each term of the part, aligned with its terms.
+    """
+
+    n_docs: int
+    total_length: int
+    average_idf: float
+    df: np.ndarray
+
+    @property
+    def avgdl(self) -> float:
+        return self.total_length / self.n_docs if self.n_docs else 0.0
 
 
 def _check_params(k1: float, b: float, epsilon: float) -> None:
@@ -94,7 +126,8 @@ class BM25Index:
 
     @classmethod
     def from_counts(cls, terms: Sequence[str], indptr: np.ndarray, term_ids: np.ndarray, counts: np.ndarray, *,
-                    k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> BM25Index:
+                    k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25,
+                    collection: Collection | None = None) -> BM25Index:
         """Index documents given as term counts instead of token lists (no text analysed again).
 
         Row i holds ``terms[term_ids[j]]`` ``counts[j]`` times for j in ``indptr[i]:indptr[i + 1]``,
@@ -107,13 +140,16 @@ class BM25Index:
             term_ids: Term numbers per (row, term), int.
             counts: Occurrences per (row, term), >= 1.
             k1, b, epsilon: As for build().
+            collection: weigh with the statistics of a whole collection these rows are part of
+                (idf, average length, idf floor), instead of the rows' own; the index still has
+                one row per document given here.
 
         Returns:
             The index.
 
         Raises:
-            ValueError: A parameter is out of range, the arrays do not fit together, or a term
-                occurs in no document.
+            ValueError: A parameter is out of range, the arrays do not fit together, a term
+                occurs in no document, or the collection's statistics cannot include these rows.
         """
         _check_params(k1, b, epsilon)
         indptr, term_ids, counts = np.asarray(indptr, np.int64), np.asarray(term_ids), np.asarray(counts)
@@ -128,27 +164,35 @@ class BM25Index:
         if rows.size:
             lengths[rows] = np.add.reduceat(counts, indptr[rows], dtype=np.int64)
         matrix = scipy.sparse.csr_matrix((counts, term_ids, indptr), shape=(n_docs, len(terms)))
-        return cls._weigh(list(terms), matrix.tocsc(), lengths, k1=k1, b=b, epsilon=epsilon)
+        if collection is not None:
+            df = np.asarray(collection.df)
+            if df.shape != (len(terms),) or collection.n_docs < n_docs or collection.total_length < int(lengths.sum()):
+                raise ValueError(f"the collection's statistics ({collection.n_docs} documents, {df.shape[0]} document "
+                                 f"frequencies) cannot include these {n_docs} documents of {len(terms)} terms")
+        return cls._weigh(list(terms), matrix.tocsc(), lengths, k1=k1, b=b, epsilon=epsilon, collection=collection)
 
     @classmethod
     def _weigh(cls, terms: list[str], counts: scipy.sparse.csc_matrix, lengths: np.ndarray, *, k1: float, b: float,
-               epsilon: float) -> BM25Index:
-        """The index of an n_docs x n_terms count matrix (no repeated entries) and the row lengths."""
+               epsilon: float, collection: Collection | None = None) -> BM25Index:
+        """The index of an n_docs x n_terms count matrix (no repeated entries) and the row lengths
+        (weighed with a whole collection's statistics when `collection` is given)."""
         counts.sort_indices()
         n_docs, n_terms = counts.shape
         indptr = counts.indptr.astype(np.int64)
         df = np.diff(indptr)
         if n_terms and not df.all():
             raise ValueError(f"term {terms[int(np.argmin(df))]!r} occurs in no document")
-        # The same two math.log calls as rank_bm25, once per distinct df, for bit-equal idfs.
-        unique_df, inverse = np.unique(df, return_inverse=True)
-        idf = np.array([math.log(n_docs - n + 0.5) - math.log(n + 0.5)
-                        for n in unique_df.tolist()], dtype=np.float64)[inverse]
-        average_idf = sum(idf.tolist()) / n_terms if n_terms else 0.0
+        if collection is None:
+            weights = idf(df, n_docs)
+            average_idf = sum(weights.tolist()) / n_terms if n_terms else 0.0
+            avgdl = int(lengths.sum()) / n_docs if n_docs else 0.0
+        else:
+            if np.any(np.asarray(collection.df) < df):
+                raise ValueError("the collection's document frequencies are below these documents' own")
+            weights, average_idf, avgdl = idf(collection.df, collection.n_docs), collection.average_idf, collection.avgdl
         floor = epsilon * average_idf if epsilon * average_idf > 0 else IDF_FLOOR
-        idf[idf <= 0] = floor
+        weights[weights <= 0] = floor
         tf = counts.data
-        avgdl = int(lengths.sum()) / n_docs if n_docs else 0.0
         # BM25Okapi.get_scores's idf * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))), with
         # the same operations on the same values in the same order, so weights are bit-equal: the
         # length part once per document, the rest in place (a + x == x + a exactly), as every
@@ -163,7 +207,7 @@ class BM25Index:
         data = tf * (k1 + 1)
         data /= norm
         del norm
-        data *= np.repeat(idf, df)
+        data *= np.repeat(weights, df)
         params = {"k1": k1, "b": b, "epsilon": epsilon, "avgdl": avgdl,
                   "average_idf": average_idf, "idf_floor": floor}
         return cls(terms, data.astype(np.float64, copy=False), counts.indices.astype(np.int32, copy=False), indptr,

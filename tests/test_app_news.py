@@ -262,3 +262,10 @@ def test_hostile_urls_in_the_corpus_never_become_links(news_qa):
             links = assert_safe(markup)
             assert links and all(a["href"].startswith("https://") and ".example/" in a["href"] for a in links)
             assert "javascript" not in markup.lower() and "ftp:" not in markup
+
+
+def test_time_words_dropped_for_lack_of_an_answer_are_said():
+    answer = Answer("Hoeveel liepen vorig jaar over?", "nl", True, (), time_dropped="vorig jaar")
+    assert html.unescape(app.filter_line(answer)) == \
+        "<p class='nqa-filter'>niets uit “vorig jaar” beantwoordt dit; gezocht in het hele archief</p>"
+    assert "nothing dated “vorig jaar” answers this" in html.unescape(app.filter_line(answer, "en"))

