@@ -321,7 +321,7 @@ def table(r: dict) -> str:
                          f"{f.get('min', '')} | {f.get('p01', '')} | {f.get('below_bound', '')} |")
     lines += ["", "| variant | " + " | ".join(f"{s} dR@5 / dMRR@10" for s in r.get("retrieval", {})) + " |",
               "|---|" + "---|" * len(r.get("retrieval", {}))]
-    for n in ["torch-fp32", *names]:
+    for n in ["torch-fp32", *[x for x in names if x != "torch-fp32"]]:
         if n == "torch-fp32":
             cells = [f"{v[n]['R@5']:.4f} / {v[n]['MRR@10']:.4f}" for v in r.get("retrieval", {}).values()]
         else:
