@@ -166,6 +166,12 @@ class News:
                  doc_rows: np.ndarray, signatures: np.ndarray | None = None):
         self.days, self.publisher, self.publishers, self.cluster = days, publisher, publishers, cluster
         self.signatures = signatures
+        # The documents of each cluster with copies, found once: `copies` runs for every hit of
+        # every question, where comparing all documents' clusters would cost O(documents) each.
+        shared = np.flatnonzero(np.bincount(cluster, minlength=len(cluster))[cluster] > 1)
+        shared = shared[np.argsort(cluster[shared], kind="stable")]
+        groups = np.split(shared, np.flatnonzero(np.diff(cluster[shared])) + 1) if len(shared) else []
+        self._members = {int(cluster[g[0]]): g for g in groups}
         order = np.argsort(doc_rows[:, 0], kind="stable")
         # The document of each chunk row: the rows of the documents, taken in row order, tile 0..n.
         self.row_doc = np.repeat(order, doc_rows[order, 1]).astype(np.int32)
@@ -239,4 +245,4 @@ class News:
     def copies(self, row: int) -> tuple[int, np.ndarray]:
         """The document of a chunk row, and every document of its wire cluster (itself included)."""
         doc = int(self.row_doc[row])
-        return doc, np.flatnonzero(self.cluster == self.cluster[doc])
+        return doc, self._members.get(int(self.cluster[doc]), np.array([doc]))
