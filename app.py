@@ -2,6 +2,7 @@
 
     python app.py [--host 127.0.0.1] [--port 7860] [--index index] [--corpus seeds] [--model M]
                   [--watch SECONDS] [--allow-upload] [--llm-url URL --llm-model NAME]
+    python app.py --backend http://127.0.0.1:8000/     (answers from `qa serve`, a sharded index)
 
 Syncs the index with the corpus first when it is missing or stale (only new and changed articles
 are embedded), then serves the chat. While it runs, a new index generation made by `qa sync` in
@@ -14,6 +15,9 @@ other publishers of a wire story ("ook verschenen in").
 With `--llm-url`/`--llm-model` (or $NIEUWS_QA_LLM_URL/$NIEUWS_QA_LLM_MODEL) a language model's
 written answer streams in above the verbatim one and is shown as the answer only when the
 grounding check verifies it (qa/generate.py, qa/grounding.py).
+With `--backend URL` the chat answers from a `qa serve` endpoint (SCALING.md) instead of a local
+index; an answer that some shards could not give in time says which part of the archive was not
+searched.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from qa.conversation import MAX_HISTORY
 from qa.generate import AnswerStream, load_generator
 from qa.live import LiveQA, Watcher
 from qa.news import as_day
+from qa.scale.client import RemoteQA, partial_note
 from qa.upload import MAX_UPLOAD_BYTES, place_uploads
 
 log = logging.getLogger("nieuws-qa.app")
@@ -302,7 +307,7 @@ def render_answer(answer, lang: str | None = None, *, written: str = "", answer_
     """
     lang = lang or answer.language
     t = LABELS.get(lang, LABELS["en"])
-    filtered = filter_line(answer, lang)
+    filtered = filter_line(answer, lang) + partial_line(answer, lang)
     if not answer.citations:
         return _message(f"{filtered}<p class='nqa-notfound'>{esc(t['no_passages'])}</p>"), SOURCES_PLACEHOLDER
     if answer.answer_found:
@@ -341,6 +346,13 @@ def filter_line(answer, lang: str | None = None) -> str:
     if answer.time_dropped:
         parts.append(t["dropped"].format(answer.time_dropped))
     return f"<p class='nqa-filter'>{esc(' · '.join(parts))}</p>" if parts else ""
+
+
+def partial_line(answer, lang: str | None = None) -> str:
+    """Which part of a sharded archive could not be searched for this answer, as safe HTML ("":
+    all of it was)."""
+    note = partial_note(answer.partial, lang or answer.language)
+    return f"<p class='nqa-partial'>{esc(note)}</p>" if note else ""
 
 
 def respond(qa: QA, message: str, history: list | None, **filters) -> tuple[list, str]:
@@ -589,6 +601,7 @@ CSS = """
 .nqa-quote { margin: 0.2em 0 0.7em; padding: 0.45em 0.8em; border-left: 4px solid #d97706; background: rgba(245, 158, 11, 0.1); font-size: 1.05em; }
 .nqa-notfound { font-weight: 700; }
 .nqa-context { font-size: 0.8em; color: #6b7280; font-style: italic; }
+.nqa-partial { font-size: 0.85em; color: #b91c1c; margin: 0.2em 0; }
 .nqa-filter { display: inline-block; font-size: 0.8em; color: #92400e; background: rgba(245, 158, 11, 0.12); border-radius: 999px; padding: 0 0.7em; }
 .nqa-link { color: #1d4ed8; text-decoration: none; white-space: nowrap; }
 .nqa-link:hover { text-decoration: underline; }
@@ -658,18 +671,29 @@ def upload_articles(live: LiveQA, corpus: Path, files: list[str] | None) -> str:
 UPLOAD_NOTHING = "Kies eerst bestanden (.txt, .md, .jsonl). / Choose files first (.txt, .md, .jsonl)."
 
 
-def publishers_of(qa: QA) -> list[str]:
+def publishers_of(qa: QA | RemoteQA) -> list[str]:
     """The publishers named in an index (none for an index built before publishers were stored)."""
-    news = getattr(qa, "news", None)
-    return list(news.publishers) if news is not None else []
+    return list(qa.publishers)
 
 
-def build_app(qa: QA | LiveQA, *, upload_to: str | Path | None = None, generator=None) -> gr.Blocks:
-    """The chat UI around one shared index (a `QA`, followed as its folder gets new generations).
-    With `upload_to` (the corpus folder), an "add articles" control; with `generator` (from
-    `qa.generate.load_generator`), a checked written answer streamed above each verbatim one.
-    Launch it with `launch_app`."""
-    live = qa if isinstance(qa, LiveQA) else LiveQA(qa)
+class _Remote:
+    """A `qa serve` backend where the app expects a LiveQA: the server follows its own index."""
+
+    def __init__(self, qa: RemoteQA):
+        self.qa = qa
+
+    def get(self) -> RemoteQA:
+        return self.qa
+
+
+def build_app(qa: QA | LiveQA | RemoteQA, *, upload_to: str | Path | None = None, generator=None) -> gr.Blocks:
+    """The chat UI around one shared index (a `QA`, followed as its folder gets new generations;
+    or a `RemoteQA`, a `qa serve` endpoint). With `upload_to` (the corpus folder, a local index
+    only), an "add articles" control; with `generator` (from `qa.generate.load_generator`), a
+    checked written answer streamed above each verbatim one. Launch it with `launch_app`."""
+    if isinstance(qa, RemoteQA) and upload_to is not None:
+        raise ValueError("articles can only be added to a local index, not to a qa serve backend")
+    live = qa if isinstance(qa, LiveQA) else _Remote(qa) if isinstance(qa, RemoteQA) else LiveQA(qa)
 
     def ask(question: str) -> str:
         """Answer a question; returns the chat message (HTML)."""
@@ -787,7 +811,12 @@ def main(argv: list[str] | None = None) -> int:
                         "(e.g. http://127.0.0.1:8080/v1; default $NIEUWS_QA_LLM_URL; API key from "
                         "$NIEUWS_QA_LLM_API_KEY), shown as the answer only if it passes the grounding check")
     p.add_argument("--llm-model", default=None, metavar="NAME", help="the model to ask (default $NIEUWS_QA_LLM_MODEL)")
+    p.add_argument("--backend", default=None, metavar="URL",
+                   help="answer from a `qa serve` endpoint (a sharded index, SCALING.md) instead of a local index; "
+                        "--index, --corpus and --model are then not used")
     args = p.parse_args(argv)
+    if args.backend and (args.watch or args.allow_upload):
+        p.error("--watch and --allow-upload need a local index; the --backend server syncs its own shards")
     if args.watch is not None and not args.watch > 0:
         p.error("--watch takes a number of seconds above 0")
     if (args.watch or args.allow_upload) and not Path(args.corpus).is_dir():
@@ -796,11 +825,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks
     try:
         generator = load_generator(args.llm_url, args.llm_model)  # before the slow part: a bad option fails fast
-        qa = load_or_build(args.index, args.corpus, args.model)
+        qa = RemoteQA(args.backend) if args.backend else load_or_build(args.index, args.corpus, args.model)
     except QAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    live = LiveQA(qa, args.index)
+    live = qa if args.backend else LiveQA(qa, args.index)
     if args.watch:
         Watcher(live, args.corpus, args.watch).start()
     demo = build_app(live, upload_to=args.corpus if args.allow_upload else None, generator=generator)

@@ -153,6 +153,7 @@ class Answer:
     filters: Filters = Filters()         # the articles searched (a date range may come from the question)
     recency: bool = False                # newer articles were weighed up
     time_dropped: str | None = None      # time words not used as a filter: within them nothing answered
+    partial: dict | None = None          # a sharded index: the shards that could not be searched, and why
 
     @property
     def answer_citation(self) -> Citation | None:
@@ -171,6 +172,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations], "context": list(self.context) or None,
             "generated": self.generated.to_dict() if self.generated else None,
             "filters": self.filters.to_dict(), "recency": self.recency, "time_dropped": self.time_dropped,
+            "partial": self.partial,
         }
 
 

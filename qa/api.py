@@ -264,12 +264,17 @@ class QA:
         for an index without dated articles)."""
         return (self.news and self.news.newest) or date.today()
 
+    @property
+    def publishers(self) -> list[str]:
+        """The publishers named in the index (none for an index built before they were stored)."""
+        return list(self.news.publishers) if self.news is not None else []
+
     def retrieve(self, query: Query, settings: SearchSettings) -> list[Hit]:
         """The settings.k best chunks for a prepared question: each leg's top candidates among the
         rows its filters allow, fused; newer articles weighed up for `query.recency`; the wire
         copies of one article collapsed into the earliest version found (news.py)."""
         coverage = self.bm25.coverage(search_terms(query)) if settings.mode == "hybrid" else 0.0
-        news = None if self.news is None else _GenerationNews(self.news, self.docs, self.reference_date)
+        news = None if self.news is None else GenerationNews(self.news, self.docs, self.reference_date)
         return rank(query, settings, self.legs(query, settings), coverage=coverage, news=news)
 
     def legs(self, query: Query, settings: SearchSettings) -> dict[str, list[tuple[int, float]]]:
@@ -436,7 +441,7 @@ def collapse(hits: list[Hit], news: HitNews) -> list[Hit]:
     return out
 
 
-class _GenerationNews:
+class GenerationNews:
     """`HitNews` of an opened generation's news tables."""
 
     def __init__(self, news: News, docs, today: date):

@@ -313,7 +313,7 @@ def _ask_server(args, questions: list[str], filters, now) -> int:
             print(to_json(data))
             continue
         answer = answer_from_dict(data)
-        note = partial_note(data, answer.language)
+        note = partial_note(answer.partial, answer.language)
         text = (_clean(note) + "\n" if note else "") + format_answer(answer)
         print(text if len(questions) == 1 else f"Q{n}: {_clean(question)}\n{text}\n")
     return 1 if failed else 0

@@ -139,18 +139,26 @@ def write(folder: Path, doc_ids: Sequence[str], news: Sequence[DocNews], text_of
     signatures = np.stack([n.signature for n in news]) if news else np.zeros((0, wire.NUM_PERM), np.uint32)
     source = np.array([n.source for n in news], np.int64)
     row = {doc_id: i for i, doc_id in enumerate(doc_ids)}
-    # The earliest article represents its cluster: day ordinals compare as wire's dates do.
-    representative = wire.clusters(list(doc_ids), signatures, text_of, dates=[d[0] or None for d in days.tolist()])
     cluster = np.arange(len(doc_ids), dtype=np.int32)
-    for doc_id, rep in representative.items():
-        i, r = row[doc_id], row[rep]
-        if source[i] != source[r]:  # a copy from another source (see the module docstring)
-            cluster[i] = r
+    for doc_id, rep in wire_copies(doc_ids, signatures, text_of, days[:, 0], source).items():
+        cluster[row[doc_id]] = row[rep]
     for name, array in ((DAYS_FILE, days), (PUBLISHER_FILE, publisher), (SIGNATURE_FILE, signatures),
                         (SOURCE_FILE, source), (CLUSTER_FILE, cluster)):
         np.save(folder / name, array, allow_pickle=False)
     (folder / PUBLISHERS_FILE).write_text(json.dumps(names, ensure_ascii=False), encoding="utf-8")
     return list(FILES)
+
+
+def wire_copies(doc_ids: Sequence[str], signatures: np.ndarray, text_of: Callable[[str], str], first_days: Sequence[int],
+                sources: Sequence[int]) -> dict[str, str]:
+    """The wire clusters (wire.clusters) made only of copies from another source than the
+    representative's (see the module docstring): {doc_id: representative doc_id} for every member
+    of a cluster of two or more, representatives included. `first_days`: each article's first
+    day ordinal (0: none; the earliest article represents its cluster); `sources`: source_key."""
+    found = wire.clusters(list(doc_ids), signatures, text_of, dates=[int(d) or None for d in first_days])
+    source = dict(zip(doc_ids, np.asarray(sources).tolist()))
+    copies = {d: r for d, r in found.items() if d != r and source[d] != source[r]}
+    return {**copies, **{r: r for r in copies.values()}}
 
 
 class News:

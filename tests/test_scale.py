@@ -9,6 +9,7 @@ Run alone with `pytest -m scale`; `make test-fast` leaves these out.
 from __future__ import annotations
 
 import faulthandler
+import html
 import json
 import shutil
 import time
@@ -22,6 +23,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.
 from conftest import free_port  # noqa: E402
 from test_scale_shards import NEWS, comparable, questions, tie_at_cut  # noqa: E402
 
+import app  # noqa: E402
 from qa import QA  # noqa: E402
 from qa.cli import format_answer, main  # noqa: E402
 from qa.embedding import load_embedder  # noqa: E402
@@ -135,7 +137,7 @@ def test_sharded_serving_equals_one_index(served):
     for question, options in cases:
         data = client.ask(url, question, **_client_options(options))
         assert data["partial"] is None
-        got = {k: v for k, v in data.items() if k not in ("partial", "answer_citation")}
+        got = {k: v for k, v in data.items() if k != "answer_citation"}
         if comparable(got) == comparable(json.loads(json.dumps(single.ask(question, **options).to_dict()))):
             equal += 1
         else:  # only where one index's leg has exactly equal scores across its cut (test_scale_shards.tie_at_cut)
@@ -170,7 +172,9 @@ def test_a_killed_shard_replica_gives_a_partly_searched_answer_then_recovers(ser
     assert "shard-01" in failed and failed["shard-01"]["since"] == whole_since(root, 1)  # which part of the archive
     # (On a busy machine a live shard may miss so short a deadline too while Serve starts the new replica.)
     assert all("no answer within" in u["reason"] for name, u in failed.items() if name != "shard-01")
-    assert "gedeeltelijk doorzocht" in client.partial_note(answer, "nl")
+    assert "gedeeltelijk doorzocht" in client.partial_note(answer["partial"], "nl")
+    shown = html.unescape(app.render_answer(client.answer_from_dict(answer))[0])  # the chat says so too
+    assert "gedeeltelijk doorzocht: shard-01" in shown
     cited = {c["doc_id"] for c in answer["citations"]}
     assert cited and cited <= {c["doc_id"] for c in whole["citations"]} | set(single.docs)  # the other shards' answer
 
@@ -180,6 +184,21 @@ def test_a_killed_shard_replica_gives_a_partly_searched_answer_then_recovers(ser
         answer = client.ask(url, question)
     assert answer["partial"] is None, "the shard did not come back within 90 s"
     assert answer == whole  # recovered: the whole archive again
+
+
+def test_the_chat_app_answers_from_the_served_shards(served):
+    url, root, _ = served
+    remote = client.RemoteQA(url)
+    local = local_router(root, load_embedder("hash-64"))
+    assert remote.publishers == local.publishers and len(remote.publishers) >= 2
+    assert app.publishers_of(remote) == remote.publishers  # the chat's publisher filter
+    asked = [("Waarover stemden de Macedoniërs in september 2022?", {}),
+             ("Wat zei de president?", {"since": "2022-03", "until": "2022-06", "publishers": remote.publishers[:1]})]
+    for question, filters in asked:
+        shown = app.answer_markdown(remote, question, **filters)
+        assert "nqa-passage" in shown[0] and "nqa-partial" not in shown[0]
+        assert shown == app.answer_markdown(local, question, **filters)  # as the chat renders one index's answer
+    assert app.answer_markdown(remote, "  ")[0] == app.answer_markdown(local, "  ")[0]  # refused alike
 
 
 def whole_since(root: Path, i: int) -> str:
@@ -195,7 +214,7 @@ def test_a_local_router_and_the_served_one_agree(served):
         answer, status = router.ask_with_status(question, **options)
         data = client.ask(url, question, **_client_options(options))
         assert data["partial"] is None and status is None
-        assert {k: v for k, v in data.items() if k not in ("partial", "answer_citation")} == json.loads(
+        assert {k: v for k, v in data.items() if k != "answer_citation"} == json.loads(
             json.dumps(answer.to_dict()))
 
 
@@ -205,3 +224,34 @@ def _client_options(options: dict) -> dict:
     filters = make_filters(options.get("since"), options.get("until"), options.get("publishers"))
     return {"since": filters.since, "until": filters.until, "publishers": filters.publishers,
             "recency": options.get("recency")}
+
+
+def test_a_synced_layout_deployed_again_replaces_the_replicas_while_questions_are_answered(served, corpus):
+    # Last in this module: the served shards get a new article.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qa.scale import serve
+
+    url, root, _ = served
+    question = "Wat maakte de Oostendse vissersbond bekend over de garnalenvangst?"
+    assert "oostende-1" not in {c["doc_id"] for c in client.ask(url, question)["citations"]}
+    (corpus / "late.jsonl").write_text(json.dumps({
+        "doc_id": "oostende-1", "title": "Garnalen", "date": "2022-12-30", "publisher": "Kustkrant",
+        "text": "De Oostendse vissersbond maakte bekend dat de garnalenvangst dit jaar met een derde is gedaald. "
+                "Volgens de bond ligt dat aan het warme zeewater."}) + "\n", encoding="utf-8")
+    try:
+        assert main(["sync", str(corpus), "--index", str(root)]) == 0
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        with ThreadPoolExecutor(1) as pool:
+            # Questions keep coming while Serve replaces the router and each shard's replica.
+            redeploy = pool.submit(serve.start, root, address=ray.get_runtime_context().gcs_address, port=port,
+                                   timeout=SERVE_TIMEOUT_S)
+            answers = []
+            while not redeploy.done() or not answers:
+                answers.append(client.ask(url, "Waarover stemden de Macedoniërs in september 2022?"))
+            redeploy.result(timeout=240)
+        assert len(answers) >= 3 and all(a["partial"] is None and a["citations"] for a in answers)
+        cited = client.ask(url, question)["citations"]
+        assert cited[0]["doc_id"] == "oostende-1" and cited[0]["publisher"] == "Kustkrant"  # the synced shards serve
+    finally:
+        (corpus / "late.jsonl").unlink()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from qa import QA, SearchSettings
 from qa.corpus import Article
@@ -141,6 +142,38 @@ def test_wire_copies_across_a_shard_boundary_collapse_as_in_one_index(built):
     assert layout.wire and across, "the test corpus should have wire copies on both sides of a shard boundary"
 
 
+def test_near_duplicates_from_one_source_stay_apart_in_the_shards_as_in_one_index(tmp_path):
+    # One file without publishers: passages of an evaluation set, an article and its update. One
+    # index keeps them apart (news.py); the shards' global clusters must too (they did not).
+    text = " ".join(f"Zin {i} over de begroting van het ministerie en de kosten van het plan." for i in range(30))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    records = [{"doc_id": f"d{i}", "title": f"Stuk {i}", "date": f"2022-0{i + 1}-01",
+                "text": text + f" Slot {i} met een eigen einde."} for i in range(4)]
+    (corpus / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    embedder = load_embedder("hash-64")
+    single = QA.build([corpus], tmp_path / "single", embedder=embedder)
+    sync_shards([corpus], tmp_path / "shards", shards=2, embedder=embedder)
+    assert single.news.summary(str)["wire_clusters"] == 0 and Layout.load(tmp_path / "shards").wire == {}
+    answer = local_router(tmp_path / "shards", embedder).ask("Wat kost het plan van het ministerie?")
+    alone = single.ask("Wat kost het plan van het ministerie?")
+    assert [(c.doc_id, c.duplicates) for c in answer.citations] == [(c.doc_id, c.duplicates) for c in alone.citations]
+    assert len({c.doc_id for c in answer.citations}) == 4  # four articles cited, none folded into another
+
+
+def test_the_app_and_the_client_say_clearly_when_no_server_answers(tmp_path, capsys):
+    import app
+    from qa.scale.client import RemoteQA
+
+    with pytest.raises(QAError, match="cannot reach the server"):
+        RemoteQA(f"http://127.0.0.1:{free_port()}/", timeout=5)
+    assert app.main(["--backend", f"http://127.0.0.1:{free_port()}/"]) == 1
+    assert "is `qa serve` running?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        app.main(["--backend", "http://127.0.0.1:1/", "--allow-upload", "--corpus", str(tmp_path)])
+    assert "need a local index" in capsys.readouterr().err
+
+
 class _Broken:
     """A shard that is down (raises) or hangs (never answers)."""
 
@@ -218,7 +251,7 @@ def test_server_answers_print_as_local_ones(built):
     router = local_router(out / "shards", embedder)
     for question, options in questions()[:20]:
         data = json.loads(json.dumps(answer_request(router, {"question": question, **options})))
-        assert data["partial"] is None and partial_note(data, "nl") is None
+        assert data["partial"] is None and partial_note(data["partial"], "nl") is None
         assert format_answer(answer_from_dict(data)) == format_answer(single.ask(question, **options))
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Protocol
 
@@ -142,7 +142,7 @@ class ShardedQA(QA):
         self.folder, self.manifest = layout.root, {"model": infos[0]["model"], "analyzer": infos[0]["analyzer"]}
         self.analyzer = Analyzer(**infos[0]["analyzer"]["settings"])
         newest = [date.fromisoformat(i["newest"]) for i in infos if i["newest"]]
-        self.news = _Newest(max(newest) if newest else None)
+        self.news = _Newest(max(newest) if newest else None, sorted({p for i in infos for p in i["publishers"]}))
         self.chunks, self.docs = _CallRows(), _CallDocs({
             doc_id: Document(doc_id, date=shown.get("date"), url=shown.get("url"), publisher=shown.get("publisher"))
             for doc_id, (_, _, shown) in layout.wire.items()})
@@ -164,7 +164,8 @@ class ShardedQA(QA):
         token = _CALL.set(_Call(timeout))
         try:
             answer = super().ask(question, **options)
-            return answer, partial(_CALL.get().failed)
+            status = partial(_CALL.get().failed)
+            return replace(answer, partial=status), status
         finally:
             _CALL.reset(token)
 
@@ -246,7 +247,7 @@ class ShardedQA(QA):
         return Unsearched(shard.name, shard.since, shard.until, reason)
 
     def info(self) -> dict:
-        return {"index": str(self.layout.root), "model": self.manifest["model"],
+        return {"index": str(self.layout.root), "model": self.manifest["model"], "publishers": self.publishers,
                 "shards": [{**s.to_dict(), **{k: i[k] for k in ("chunks", "documents", "newest")}}
                            for s, i in zip(self.layout.shards, self.shard_info)]}
 
@@ -262,10 +263,11 @@ def _call() -> _Call:
 
 
 class _Newest:
-    """What `QA.prepare` reads of the news tables: the newest article's date over all shards."""
+    """What `QA` reads of the news tables outside the legs: the newest article's date and the
+    publishers, over all shards."""
 
-    def __init__(self, newest: date | None):
-        self.newest = newest
+    def __init__(self, newest: date | None, publishers: list[str]):
+        self.newest, self.publishers = newest, publishers
 
 
 class _CallRows:

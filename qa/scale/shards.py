@@ -48,7 +48,7 @@ from ..embedding import Embedder, load_embedder
 from ..errors import IndexCorruptError, IndexFormatError, IndexMissingError, QAError, SyncError
 from ..index import open_rows
 from ..lexical import BM25Index, Collection, idf
-from ..news import days_of
+from ..news import days_of, wire_copies
 from ..rows import Keep, New
 from ..sync import SyncReport, _Live, _update
 from ..terms import TermCounts
@@ -323,7 +323,7 @@ def write_layout(root: Path, ranges: list[Shard], texts: dict[str, str] | None =
     shards, vocabularies, models = [], [], []
     total: dict[str, int] = {}
     n_docs = total_length = 0
-    ids, signatures, days, where, spans, records = [], [], [], [], [], []
+    ids, signatures, days, sources, where, spans, records = [], [], [], [], [], [], []
     for number, shard in enumerate(ranges):
         rows = open_rows(root / shard.name)
         models.append(rows.manifest["model"])
@@ -345,6 +345,7 @@ def write_layout(root: Path, ranges: list[Shard], texts: dict[str, str] | None =
         ids += docs
         signatures.append(np.asarray(rows.news.signatures))
         days += np.asarray(rows.news.days)[:, 0].tolist()
+        sources += np.asarray(rows.news.sources).tolist()
         where += [number] * len(docs)
         spans += [(int(a), int(b)) for a, b in np.asarray(rows.doc_rows).tolist()]
         shards.append(Shard(shard.name, shard.since, shard.until, rows.folder.name, len(docs), len(terms)))
@@ -354,8 +355,8 @@ def write_layout(root: Path, ranges: list[Shard], texts: dict[str, str] | None =
     # One index finds the clusters over its documents in doc_id order: the same input, the same clusters.
     by_id = sorted(range(len(ids)), key=ids.__getitem__)
     sig = np.concatenate(signatures)[by_id] if signatures else np.zeros((0, wire.NUM_PERM), np.uint32)
-    found = wire.clusters([ids[i] for i in by_id], sig, lambda d: texts.get(d, ""),
-                          dates=[days[i] or None for i in by_id])
+    found = wire_copies([ids[i] for i in by_id], sig, lambda d: texts.get(d, ""), [days[i] for i in by_id],
+                        [sources[i] for i in by_id])
     shard_of = dict(zip(ids, where))
     # Each document's first row in one index over the corpus: documents in corpus order, chunks in a row.
     rank = {doc_id: k for k, doc_id in enumerate(order or [])}
