@@ -52,6 +52,30 @@ def mem_available_mb() -> float:
     return 0.0
 
 
+# The instructions that decide which embedding and search paths are fast (qa/embedding.py,
+# qa/onnx_backend.py, FAISS): AVX2/AVX-512 for FAISS and int8, VNNI for int8 products, BF16/AMX
+# for bf16 matrix products.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def machine() -> dict:
+    """The CPU a benchmark ran on: model name, vendor, family/model, the flags that matter, cores."""
+    info, flags = {}, set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(":"))
+                if key in ("model name", "vendor_id", "cpu family", "model") and key not in info:
+                    info[key] = value
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpu": info.get("model name"), "vendor": info.get("vendor_id"),
+            "family_model": f"{info.get('cpu family')}/{info.get('model')}",
+            "flags": [f for f in CPU_FLAGS if f in flags], "cpus": os.cpu_count()}
+
+
 def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 

@@ -139,7 +139,7 @@ class Encoders:
 
         from qa.bundled_model import PROMPTS, bundled_model_path
         from qa.embedding import SentenceEmbedder
-        from qa.onnx_backend import OnnxQueryEncoder
+        from qa.onnx_backend import OnnxQueryEncoder, TextTokenizer
 
         self.prompt = PROMPTS["query"]
         self.threads = threads
@@ -153,7 +153,7 @@ class Encoders:
                 self.fns[name] = self._openvino(files["openvino"], name.split("-")[1], threads)
             else:
                 st = st or SentenceTransformer(str(bundled_model_path()), device="cpu")
-                enc = OnnxQueryEncoder(st, files[name], threads=threads)
+                enc = OnnxQueryEncoder(TextTokenizer.from_folder(bundled_model_path()), files[name], threads=threads)
                 self.fns[name] = lambda q, enc=enc: enc.encode([q], self.prompt)[0]
         self._st = st
 

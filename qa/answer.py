@@ -277,7 +277,10 @@ class SentenceVectors:
                 self._cache.move_to_end(s)
         missing = [s for s in dict.fromkeys(sentences) if s not in found]
         if missing:
-            found.update(zip(missing, self.embedder.encode_passages(missing)))
+            # Sentences of cited passages are never stored: an embedder may take a faster path
+            # for them (SentenceEmbedder.encode_sentences); passages otherwise.
+            encode = getattr(self.embedder, "encode_sentences", self.embedder.encode_passages)
+            found.update(zip(missing, encode(missing)))
             with self._lock:
                 self._cache.update((s, found[s]) for s in missing)
                 while len(self._cache) > self.size:

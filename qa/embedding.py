@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -116,36 +118,55 @@ class SentenceEmbedder:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         self.precision = ("bf16" if cpu_has_bf16() else "fp32") if precision == "auto" else precision
         self.threads = threads or _available_cores()
-        self._lock = threading.Lock()
-        try:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
-
-            # transformers' "Loading weights" bar on every start is noise in the CLI and the app's
-            # console; downloads from a model hub keep their own progress bars.
-            transformers_logging.disable_progress_bar()
-            path = str(bundled_model_path()) if self.name == DEFAULT_MODEL else self.name
-            self._model = SentenceTransformer(path, device="cpu")
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load embedding model {self.name!r} ({type(exc).__name__}: {exc}). "
-                f"Use the bundled default ({DEFAULT_MODEL}), a local sentence-transformers folder, "
-                "or a model name on a machine with internet access."
-            ) from exc
-        self.prompts = _prompts_for(self.name, self._model.prompts)
-        self._onnx = None
+        self._lock, self._loading = threading.Lock(), threading.Lock()
+        path = bundled_model_path() if self.name == DEFAULT_MODEL else Path(self.name).expanduser()
+        self._path, self._model, self._onnx = str(path), None, None
+        if not path.is_dir():  # a model hub name: its files (and tokenizer) come with loading it
+            self._load()
         if query_backend != "torch":
             from .onnx_backend import open_query_encoder
 
-            self._onnx = open_query_encoder(self._model, self.name, "fp32" if query_backend == "onnx-fp32" else "int8",
-                                            threads=INTERACTIVE_THREADS)
+            self._onnx = open_query_encoder(self.name, "fp32" if query_backend == "onnx-fp32" else "int8",
+                                            st_model=self._model, threads=INTERACTIVE_THREADS)
         self.query_backend = f"onnx-{self._onnx.variant}" if self._onnx else "torch"
-        if self.precision == "bf16":
-            _linear_to_bf16(self._model)
-        dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.identity = ModelIdentity(self.name, int(dim()), self.prompts, self.precision)
+        # With the ONNX path, a model folder is read only when passages are embedded (building an
+        # index): answering questions needs neither torch nor sentence-transformers (~6 s to import).
+        model = self._model if self._onnx else self._load()
+        if model is not None:
+            dim = int((getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)())
+            configured = model.prompts
+        else:
+            dim, configured = self._onnx.dim, _folder_prompts(path)
+        self.prompts = _prompts_for(self.name, configured)
+        self.identity = ModelIdentity(self.name, dim, self.prompts, self.precision)
+
+    def _load(self):
+        """The sentence-transformers model, loaded (once) in its precision.
+
+        Raises:
+            ModelError: it cannot be loaded.
+        """
+        with self._loading:
+            if self._model is not None:
+                return self._model
+            try:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                # transformers' "Loading weights" bar on every start is noise in the CLI and the app's
+                # console; downloads from a model hub keep their own progress bars.
+                transformers_logging.disable_progress_bar()
+                model = SentenceTransformer(self._path, device="cpu")
+            except Exception as exc:
+                raise ModelError(
+                    f"cannot load embedding model {self.name!r} ({type(exc).__name__}: {exc}). "
+                    f"Use the bundled default ({DEFAULT_MODEL}), a local sentence-transformers folder, "
+                    "or a model name on a machine with internet access."
+                ) from exc
+            if self.precision == "bf16":
+                _linear_to_bf16(model)
+            self._model = model
+            return model
 
     @property
     def dim(self) -> int:
@@ -153,8 +174,9 @@ class SentenceEmbedder:
 
     @property
     def model(self):
-        """The wrapped `sentence_transformers.SentenceTransformer` (for experiments on the model itself)."""
-        return self._model
+        """The wrapped `sentence_transformers.SentenceTransformer` (for experiments on the model
+        itself; loaded now if questions did not need it)."""
+        return self._load()
 
     def encode_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
         return self._encode(texts, self.prompts.get("passage", ""), progress)
@@ -162,8 +184,18 @@ class SentenceEmbedder:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         if self._onnx is None or not texts:
             return self._encode(texts, self.prompts.get("query", ""), False)
-        with self._lock:  # the tokenizer's settings are per call, so calls take turns as on the torch path
+        with self._lock:  # one session, and calls take turns as on the torch path
             return self._onnx.encode(list(texts), self.prompts.get("query", ""))
+
+    def encode_sentences(self, texts: list[str]) -> np.ndarray:
+        """Passage-side vectors of a few sentences that are compared and dropped, never stored (the
+        highlight of a cited passage): the questions' ONNX path when they take it (cosine to torch
+        fp32 >= 0.9994 on 779 passage sentences; answer-sentence accuracy in EVALUATION.md), so
+        answering never loads torch; else `encode_passages`."""
+        if self._onnx is None or not texts:
+            return self.encode_passages(texts)
+        with self._lock:
+            return self._onnx.encode(list(texts), self.prompts.get("passage", ""))
 
     def _encode(self, texts: list[str], prompt: str, progress: bool) -> np.ndarray:
         if not texts:
@@ -173,9 +205,10 @@ class SentenceEmbedder:
         # One model shared by UI threads: torch modules are not documented as thread-safe for
         # concurrent forward passes with tokenizer state, so encodes take turns. The torch thread
         # count is process-wide, so it is set inside the lock for each call (~0.1 us).
+        model = self._load()
         with self._lock:
             torch.set_num_threads(self.threads if len(texts) >= BULK_MIN_TEXTS else INTERACTIVE_THREADS)
-            vectors = self._model.encode(
+            vectors = model.encode(
                 list(texts), prompt=prompt, batch_size=self.batch_size, normalize_embeddings=True,
                 convert_to_numpy=True, show_progress_bar=progress,
             )
@@ -243,6 +276,14 @@ def _linear_to_bf16(model) -> None:
         if isinstance(inner, torch.nn.Module):
             swap(inner, None)
     swap(model, torch.float32)
+
+
+def _folder_prompts(folder: Path) -> dict:
+    """The prompts a sentence-transformers folder configures (config_sentence_transformers.json)."""
+    try:
+        return json.loads((folder / "config_sentence_transformers.json").read_text(encoding="utf-8")).get("prompts") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _prompts_for(name: str, configured: dict | None) -> dict:

@@ -38,7 +38,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from datasketch import MinHash
 
 from qa.language import fold_diacritics
 
@@ -56,7 +55,6 @@ SIGNATURE_ID = f"minhash/{SCHEME}/seed={SEED}/perm={NUM_PERM}/words={SHINGLE_WOR
 
 EMPTY = np.uint32(0xFFFFFFFF)  # datasketch's value for "no shingle": the row of a text too short to match
 _WORD = re.compile(r"[^\W_]+")
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
 
 
 def shingles(text: str) -> set[str]:
@@ -65,12 +63,22 @@ def shingles(text: str) -> set[str]:
     return {" ".join(words[i:i + SHINGLE_WORDS]) for i in range(len(words) - SHINGLE_WORDS + 1)}
 
 
+@functools.cache
+def _permutations():
+    # datasketch (with SciPy, ~0.4 s) is imported on first use: answering a question never needs it.
+    from datasketch import MinHash
+
+    return MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
+
+
 def signature(text: str) -> np.ndarray:
     """The MinHash row of ``text``: ``(NUM_PERM,)`` uint32, all EMPTY when it has under MIN_SHINGLES shingles."""
     found = shingles(text)
     if len(found) < MIN_SHINGLES:
         return np.full(NUM_PERM, EMPTY, dtype=np.uint32)
-    minhash = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME, permutations=_PERMUTATIONS)
+    from datasketch import MinHash
+
+    minhash = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME, permutations=_permutations())
     minhash.update_batch([shingle.encode("utf-8") for shingle in found])
     return minhash.hashvalues.astype(np.uint32)
 

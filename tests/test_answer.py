@@ -97,7 +97,7 @@ def test_no_hits_give_no_citations_and_no_answer():
 def test_to_dict_has_the_documented_fields():
     data = _assemble("Hoeveel vierkante kilometer werd bevrijd?", [0]).to_dict()
     assert set(data) == {"question", "language", "answer_found", "citations", "context", "generated", "filters",
-                         "recency", "time_dropped"}
+                         "recency", "time_dropped", "partial"}
     assert data["context"] is None and data["generated"] is None
     assert set(data["citations"][0]) == {"n", "doc_id", "title", "date", "source", "chunk_id", "text", "start", "end",
                                          "score", "highlight", "ranks", "publisher", "url", "path", "duplicates"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,20 +29,15 @@ def real_questions(n_per_set: int = 10) -> list[str]:
 
 # --- a tiny stand-in model: fast tests of the cache and fallbacks without the real export ------
 
-class FakeTensor:
-    def __init__(self, values):
-        self.values = np.asarray(values, np.int64)
+def write_tiny_tokenizer(folder: Path) -> None:
+    """A real (tiny) Hugging Face tokenizer in a model folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
 
-    def numpy(self):
-        return self.values
-
-
-class FakeST:
-    """What OnnxQueryEncoder needs of a SentenceTransformer: `preprocess` (prompt included)."""
-
-    def preprocess(self, texts, prompt=""):
-        ids = [[1 + len(w) for w in (prompt + t).split()] for t in texts]
-        return {"input_ids": FakeTensor(ids), "attention_mask": FakeTensor([[1] * len(i) for i in ids]), "modality": "text"}
+    tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "q:": 3, "een": 4, "twee": 5, "drie": 6}, unk_token="[PAD]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 8}', encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text('{"pad_token": "[PAD]"}', encoding="utf-8")
 
 
 def write_tiny_export(folder: Path, *, passed: bool = True) -> None:
@@ -80,6 +76,7 @@ def model_dir(tmp_path, monkeypatch):
     folder = tmp_path / "my-model"
     folder.mkdir()
     (folder / "config.json").write_text("{}", encoding="utf-8")
+    write_tiny_tokenizer(folder)
     return str(folder)
 
 
@@ -92,12 +89,12 @@ def test_export_happens_once_and_is_reused(model_dir, monkeypatch):
         write_tiny_export(folder)
 
     monkeypatch.setattr(ob, "export_in_child", fake_export)
-    first = ob.open_query_encoder(FakeST(), model_dir, "int8")
-    second = ob.open_query_encoder(FakeST(), model_dir, "int8")
+    first = ob.open_query_encoder(model_dir, "int8")
+    second = ob.open_query_encoder(model_dir, "int8")
     assert exports == [(model_dir, "int8")]
     assert first is not None and second is not None and second.variant == "int8"
     got = second.encode(["een twee", "drie"], "q: ")
-    want = np.array([[3 + 4 + 5, 5, 3, 1], [3 + 5, 5, 2, 1]], np.float32)  # ids "q:" 3, "een" 4, "twee" 5, "drie" 5
+    want = np.array([[3 + 4 + 5, 5, 3, 1], [3 + 6, 6, 2, 1]], np.float32)  # ids "q:" 3, "een" 4, "twee" 5, "drie" 6
     np.testing.assert_allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-6)
 
 
@@ -114,7 +111,7 @@ def test_no_onnxruntime_means_torch(model_dir, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
     monkeypatch.setattr(ob, "export_in_child", lambda *a: pytest.fail("no export without onnxruntime"))
     with caplog.at_level(logging.INFO, logger="nieuws-qa.embedding"):
-        assert ob.open_query_encoder(FakeST(), model_dir, "int8") is None
+        assert ob.open_query_encoder(model_dir, "int8") is None
     assert "onnxruntime is not installed" in caplog.text
 
 
@@ -127,7 +124,7 @@ def test_a_failed_export_means_torch_with_a_log_line(model_dir, monkeypatch, cap
 
     monkeypatch.setattr(ob, "export_in_child", failing)
     with caplog.at_level(logging.WARNING, logger="nieuws-qa.embedding"):
-        assert ob.open_query_encoder(FakeST(), model_dir, "int8") is None
+        assert ob.open_query_encoder(model_dir, "int8") is None
     assert "questions are embedded with torch: the ONNX export" in caplog.text and "Dense" in caplog.text
 
 
@@ -136,7 +133,7 @@ def test_an_export_that_missed_the_bound_is_not_used_nor_redone(model_dir, monke
     write_tiny_export(ob.export_folder(model_dir, "int8"), passed=False)
     monkeypatch.setattr(ob, "export_in_child", lambda *a: pytest.fail("a recorded failure is not exported again"))
     with caplog.at_level(logging.WARNING, logger="nieuws-qa.embedding"):
-        assert ob.open_query_encoder(FakeST(), model_dir, "int8") is None
+        assert ob.open_query_encoder(model_dir, "int8") is None
     assert "missed the fidelity bound" in caplog.text
 
 
@@ -145,7 +142,7 @@ def test_a_model_that_cannot_be_exported_is_recorded_and_not_tried_again(model_d
     ob.record_failure(ob.export_folder(model_dir, "int8"), "int8", "modules ['Transformer', 'Dense']: not exported")
     monkeypatch.setattr(ob, "export_in_child", lambda *a: pytest.fail("a recorded failure is not exported again"))
     with caplog.at_level(logging.WARNING, logger="nieuws-qa.embedding"):
-        assert ob.open_query_encoder(FakeST(), model_dir, "int8") is None
+        assert ob.open_query_encoder(model_dir, "int8") is None
     assert "Dense" in caplog.text
 
 
@@ -155,7 +152,7 @@ def test_a_broken_export_file_means_torch(model_dir, caplog):
     write_tiny_export(folder)
     (folder / "query-int8.onnx").write_bytes(b"not a model")
     with caplog.at_level(logging.WARNING, logger="nieuws-qa.embedding"):
-        assert ob.open_query_encoder(FakeST(), model_dir, "int8") is None
+        assert ob.open_query_encoder(model_dir, "int8") is None
     assert "cannot open the ONNX export" in caplog.text
 
 
@@ -235,3 +232,45 @@ def test_torch_when_onnxruntime_is_missing(monkeypatch, torch_fp32):
     assert emb.query_backend == "torch"
     q = ["Hoeveel vierkante kilometer is in minder dan een week bevrijd?"]
     np.testing.assert_allclose(emb.encode_queries(q), torch_fp32.encode_queries(q), atol=1e-6)
+
+
+@pytest.mark.model
+def test_the_folder_tokenizer_gives_the_ids_of_sentence_transformers(real_embedder):
+    from qa.bundled_model import bundled_model_path
+    from qa.chunking import split_sentences
+
+    with open(ROOT / "data" / "xquad_nl" / "passages.jsonl", encoding="utf-8") as f:
+        passage = json.loads(f.readline())["text"]
+    texts = [*real_questions(), *(passage[a:b] for a, b in split_sentences(passage)), passage * 20, "", "  twee  spaties ",
+             "financiële één café naïef — „citaat” (1.127 dagen)\t\n"]
+    tokenizer = ob.TextTokenizer.from_folder(bundled_model_path())
+    for prompt in ("query: ", "passage: "):
+        for text, (ids, mask, _) in zip(texts, tokenizer(texts, prompt)):
+            want = ob._tokenize(real_embedder.model, text, prompt)  # sentence-transformers' own preprocessing
+            assert ids == want["input_ids"][0].tolist() and mask == want["attention_mask"][0].tolist(), text[:60]
+    assert len(tokenizer([passage * 20], "query: ")[0][0]) == 512  # truncated at max_seq_length
+
+
+@pytest.mark.model
+def test_highlight_sentences_take_the_onnx_path_and_agree_with_torch_fp32(real_embedder, torch_fp32):
+    from qa.chunking import split_sentences
+
+    with open(ROOT / "data" / "ntrex_nl" / "passages.jsonl", encoding="utf-8") as f:
+        passages = [json.loads(line)["text"] for line, _ in zip(f, range(5))]
+    sentences = [p[a:b] for p in passages for a, b in split_sentences(p)]
+    got = real_embedder.encode_sentences(sentences)
+    assert got.shape == (len(sentences), 384)
+    assert np.sum(got * torch_fp32.encode_passages(sentences), axis=1).min() >= 0.999  # measured >= 0.9994
+
+
+@pytest.mark.model
+def test_answering_from_the_command_line_loads_neither_torch_nor_sentence_transformers(seed_index):
+    # (seed_index was built with the session's model, which made the ONNX export if it was missing.)
+    code = ("import sys\nfrom qa.cli import main\nassert main(sys.argv[1:]) == 0\n"
+            "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+            "sys.exit(f'imported {heavy}' if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code, "ask", "--index", str(seed_index),
+                           "Wie zijn uitgenodigd voor de informele bijeenkomst op Poetins verjaardag?"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Daarvoor zouden de leiders van voormalige Sovjetlanden zijn uitgenodigd" in done.stdout

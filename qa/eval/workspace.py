@@ -34,7 +34,7 @@ class CachingEmbedder:
         self.inner = inner
         self.identity = inner.identity
         self._cache: dict[tuple[str, str], np.ndarray] = {}
-        self.embedded = {"passage": 0, "query": 0}
+        self.embedded = {"passage": 0, "query": 0, "sentence": 0}
 
     @property
     def dim(self) -> int:
@@ -46,6 +46,9 @@ class CachingEmbedder:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode("query", texts, False)
 
+    def encode_sentences(self, texts: list[str]) -> np.ndarray:
+        return self._encode("sentence", texts, False)
+
     def embed_questions(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Embed (and remember) questions in batches, with a progress bar if asked."""
         return self._encode("query", list(texts), progress)
@@ -55,6 +58,8 @@ class CachingEmbedder:
         if missing:
             if kind == "passage":
                 vectors = self.inner.encode_passages(missing, progress=progress)
+            elif kind == "sentence":  # highlights: the path the embedder takes for them in the product
+                vectors = getattr(self.inner, "encode_sentences", self.inner.encode_passages)(missing)
             else:
                 batches = [missing[i:i + QUERY_BATCH] for i in range(0, len(missing), QUERY_BATCH)]
                 vectors = np.concatenate([self.inner.encode_queries(b)

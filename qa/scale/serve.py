@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import ray
-from ray import cloudpickle, serve
+from ray import serve
 from ray.exceptions import RayActorError
 
 from ..embedding import load_embedder
@@ -60,12 +60,8 @@ class ShardActor:
     def __init__(self, root: str, number: int):
         self.searcher = ShardSearcher(root, number)
 
-    def call(self, payload: bytes) -> bytes:
-        """`payload`: a pickled (method, args); returns the method's result, pickled. Pickled
-        once by the caller (the same bytes to every shard) and once here: cheaper than Ray's
-        serialisation of the objects (3-shard fan-out of a question 2.3 -> 1.8 ms, SCALING.md)."""
-        method, args = cloudpickle.loads(payload)
-        return cloudpickle.dumps(getattr(self.searcher, method)(*args))
+    def call(self, method: str, *args):
+        return getattr(self.searcher, method)(*args)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": SUPERVISOR_CPUS}, health_check_period_s=HEALTH_CHECK_PERIOD_S,
@@ -88,7 +84,7 @@ class ShardDeployment:
         await asyncio.wait_for(self._call("describe"), HEALTH_CHECK_TIMEOUT_S / 2)
 
     async def _call(self, method: str, *args):
-        return cloudpickle.loads(await self.searcher.call.remote(cloudpickle.dumps((method, args))))
+        return await self.searcher.call.remote(method, *args)
 
     async def describe(self) -> dict:
         return await self._call("describe")
@@ -109,20 +105,20 @@ class _Pending:
     the actor yet (first call, or its replica was replaced), it asks the deployment for it first,
     within the same deadline."""
 
-    def __init__(self, shard: _ServeShard, payload: bytes):
-        self.shard, self.payload = shard, payload
+    def __init__(self, shard: _ServeShard, method: str, args: tuple):
+        self.shard, self.method, self.args = shard, method, args
         actor = shard.actor
         self.lookup = shard.handle.actor.remote() if actor is None else None
-        self.ref = actor.call.remote(payload) if actor is not None else None
+        self.ref = actor.call.remote(method, *args) if actor is not None else None
 
     def result(self, timeout: float):
         deadline, retried = time.monotonic() + timeout, False
         while True:
             if self.ref is None:
                 self.shard.actor = self.lookup.result(timeout_s=max(LOOKUP_MIN_S, deadline - time.monotonic()))
-                self.ref = self.shard.actor.call.remote(self.payload)
+                self.ref = self.shard.actor.call.remote(self.method, *self.args)
             try:
-                return cloudpickle.loads(ray.get(self.ref, timeout=max(0.0, deadline - time.monotonic())))
+                return ray.get(self.ref, timeout=max(0.0, deadline - time.monotonic()))
             except RayActorError:
                 # Its replica is gone: killed (Serve starts another), or replaced by a rolling
                 # update (the new one already runs). Ask the deployment once more, in the deadline.
@@ -150,7 +146,7 @@ class _ServeShard:
             self.handle = handle
 
     def call(self, method: str, *args) -> _Pending:
-        return _Pending(self, cloudpickle.dumps((method, args)))
+        return _Pending(self, method, args)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": ROUTER_CPUS}, health_check_period_s=HEALTH_CHECK_PERIOD_S)
