@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,46 @@ def test_top_k_ties_go_to_lower_rows_and_k_edges():
     assert index.top_k(["a"], 0) == []
     with pytest.raises(ValueError, match="k must be"):
         index.top_k(["a"], -1)
+
+
+def test_top_k_equals_brute_force_with_masks_ties_repeats_and_unknowns():
+    """top_k selects only among rows that can reach the top k; it must return exactly what
+    sorting every allowed row by (-score, row) returns, with scores equal to rank_bm25's."""
+    docs, words, _ = _oracle_corpus(n_docs=400, seed=11)
+    docs = [doc for doc in docs if "helft" not in doc]  # no term in half the documents: rank_bm25's idf applies
+    docs += [list(doc) for doc in docs[::7]]  # duplicated documents score exactly alike: ties
+    index, oracle = BM25Index.build(docs), BM25Okapi(docs)
+    rng = np.random.default_rng(3)
+    n = len(docs)
+    masks = [None, rng.random(n) < 0.5, rng.random(n) < 0.05, np.zeros(n, bool), np.arange(n) == n - 1]
+    rare = [w for w in words if w in oracle.idf][-40:]  # few documents each: the bound often falls back
+    checked_ties = 0
+    for _ in range(60):
+        query = list(rng.choice(words, size=rng.integers(1, 7))) + list(rng.choice(rare, size=rng.integers(0, 2)))
+        query += list(rng.choice(query, size=rng.integers(0, 3)))  # repeated terms count again
+        if rng.random() < 0.3:
+            query.insert(int(rng.integers(len(query) + 1)), "onbekend")  # unknown terms count 0
+        scores = index.scores(query)
+        np.testing.assert_allclose(scores, oracle.get_scores(query), rtol=1e-12, atol=0)
+        for mask in masks:
+            allowed = range(n) if mask is None else np.flatnonzero(mask).tolist()
+            ranked = sorted((row for row in allowed if scores[row] > 0), key=lambda row: (-scores[row], row))
+            for k in (1, 3, 10, n + 5):
+                assert index.top_k(query, k, mask) == [(row, float(scores[row])) for row in ranked[:k]]
+            checked_ties += any(scores[a] == scores[b] for a, b in zip(ranked[:10], ranked[1:10]))
+    assert checked_ties > 0
+
+
+def test_top_k_from_several_threads_at_once(tmp_path):
+    """The app answers several questions at once from one (memory-mapped) index."""
+    docs, _, queries = _oracle_corpus(n_docs=300, seed=5)
+    BM25Index.build(docs).save(tmp_path)
+    index = BM25Index.load(tmp_path)
+    mask = np.arange(len(docs)) % 3 != 0
+    jobs = [(query, k, rows) for query in queries for k in (1, 10) for rows in (None, mask)] * 4
+    alone = [index.top_k(*job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda job: index.top_k(*job), jobs)) == alone
 
 
 @pytest.mark.parametrize(("param", "value"), [("k1", -1.0), ("b", 1.5), ("epsilon", -0.1),
