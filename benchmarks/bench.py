@@ -95,11 +95,12 @@ def _log(msg: str) -> None:
 
 def run(sizes: list[int], quick: bool, workdir: Path, data: Path, parts: tuple[str, ...] = PARTS) -> dict:
     """Every phase at every size, each in its own process; the results as one JSON-ready dict."""
-    from benchmarks.measure import loadavg, mem_available_mb
+    from benchmarks.measure import loadavg, machine, mem_available_mb
     from qa.dense import HNSW_THRESHOLD
 
     start = time.perf_counter()
     result: dict = {"command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]), "cpus": os.cpu_count(),
+                    "machine": machine(),
                     "hnsw_threshold": HNSW_THRESHOLD, "loadavg_start": loadavg(), "sizes": {}}
     for n in sizes:
         folder = workdir / f"n{n}"

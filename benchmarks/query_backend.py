@@ -330,14 +330,6 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
-    except OSError:
-        return "?"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT / "data")
@@ -367,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(latency_child(a.data, a.workdir, a.latency_child, names)))
         return 0
     skip = set(a.skip.split(","))
-    result = {"cpu": cpu_name(), "load_start": round(os.getloadavg()[0], 2), "variants": names}
+    from benchmarks.measure import machine
+
+    result = {"cpu": machine()["cpu"], "machine": machine(), "load_start": round(os.getloadavg()[0], 2), "variants": names}
     files = make_variants(a.workdir)
     if "fidelity" not in skip:
         result["fidelity"] = fidelity(a.data, a.workdir, files, names)

@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="qa-scale-bench-"))
-    result = {"load_before": _uptime(), "cpus": os.cpu_count()}
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.measure import machine
+
+    result = {"load_before": _uptime(), "cpus": os.cpu_count(), "machine": machine()}
     try:
         if not args.skip_ingest:
             result["ingest"] = ingest(args.ingest, args.passages, work / "ingest")
