@@ -70,7 +70,7 @@ def test_cli_ask_json_end_to_end(seed_index, capsys):
     assert main(["ask", "How many square kilometres were liberated in less than a week?", "--index", str(seed_index), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"question", "language", "answer_found", "citations", "context", "generated", "filters", "recency",
-                        "time_dropped"}
+                        "time_dropped", "partial"}
     c = out["citations"][0]
     assert set(c) == {"n", "doc_id", "title", "date", "source", "chunk_id", "text", "start", "end", "score", "highlight", "ranks",
                       "publisher", "url", "path", "duplicates"}
