@@ -23,12 +23,16 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.
 from conftest import free_port  # noqa: E402
 from test_scale_shards import NEWS, comparable, questions, tie_at_cut  # noqa: E402
 
-import app  # noqa: E402
 from qa import QA  # noqa: E402
 from qa.cli import format_answer, main  # noqa: E402
 from qa.embedding import load_embedder  # noqa: E402
 from qa.scale import client, ingest  # noqa: E402
 from qa.scale.router import local_router  # noqa: E402
+
+try:  # the browser fixtures (Chromium, or a skip); without gradio or playwright the browser test skips
+    from test_browser import browser, chromium  # noqa: F401
+except pytest.skip.Exception:
+    pass
 
 pytestmark = pytest.mark.scale
 
@@ -173,6 +177,7 @@ def test_a_killed_shard_replica_gives_a_partly_searched_answer_then_recovers(ser
     # (On a busy machine a live shard may miss so short a deadline too while Serve starts the new replica.)
     assert all("no answer within" in u["reason"] for name, u in failed.items() if name != "shard-01")
     assert "gedeeltelijk doorzocht" in client.partial_note(answer["partial"], "nl")
+    app = pytest.importorskip("app")  # (gradio: the ui extra)
     shown = html.unescape(app.render_answer(client.answer_from_dict(answer))[0])  # the chat says so too
     assert "gedeeltelijk doorzocht: shard-01" in shown
     cited = {c["doc_id"] for c in answer["citations"]}
@@ -187,6 +192,7 @@ def test_a_killed_shard_replica_gives_a_partly_searched_answer_then_recovers(ser
 
 
 def test_the_chat_app_answers_from_the_served_shards(served):
+    app = pytest.importorskip("app")  # (gradio: the ui extra)
     url, root, _ = served
     remote = client.RemoteQA(url)
     local = local_router(root, load_embedder("hash-64"))
@@ -199,6 +205,26 @@ def test_the_chat_app_answers_from_the_served_shards(served):
         assert "nqa-passage" in shown[0] and "nqa-partial" not in shown[0]
         assert shown == app.answer_markdown(local, question, **filters)  # as the chat renders one index's answer
     assert app.answer_markdown(remote, "  ")[0] == app.answer_markdown(local, "  ")[0]  # refused alike
+
+
+@pytest.mark.browser
+def test_the_chat_in_a_browser_answers_from_the_served_shards(served, request):
+    pytest.importorskip("gradio")
+    pytest.importorskip("playwright.sync_api")
+    from conftest import serve as serve_app
+
+    chrome = request.getfixturevalue("browser")  # (test_browser's fixture)
+    url, _, _ = served
+    remote = client.RemoteQA(url)
+    with serve_app(remote) as app_url:
+        chrome.page.goto(app_url)
+        answer = chrome.ask("Waarover stemden de Macedoniërs in september 2022?")
+        assert answer.locator("details.nqa-passage").count() >= 1 and answer.locator(".nqa-partial").count() == 0
+        shown = answer.inner_text()
+        assert "september 2022" in shown  # the date range read from the question, applied by the server
+        chrome.page.locator("#nqa-publishers input").click()  # the publisher filter lists the shards' publishers
+        assert chrome.page.get_by_role("option", name=remote.publishers[0], exact=True).count() == 1
+    assert chrome.foreign_requests() == []
 
 
 def whole_since(root: Path, i: int) -> str:
