@@ -79,9 +79,10 @@ class SentenceEmbedder:
             everything else in float32: ~2x faster on CPUs with AVX-512 BF16 or AMX, cosine to
             fp32 >= 0.9999 on real Dutch passages); or "auto" (the default, also settable with
             $NIEUWS_QA_PRECISION): bf16 where the CPU has native bf16 instructions, else fp32.
-        threads: torch threads for bulk encodes of BULK_MIN_TEXTS or more texts (default:
-            $NIEUWS_QA_THREADS, else the cores this process may use); smaller encodes, such as
-            a query, use INTERACTIVE_THREADS.
+        threads: torch threads for bulk encodes of BULK_MIN_TEXTS or more texts, and the
+            highlight sentences run at once on the ONNX path (default: $NIEUWS_QA_THREADS, else
+            the cores this process may use); smaller torch encodes, such as a query, use
+            INTERACTIVE_THREADS.
         batch_size: texts per forward pass (default BATCH_SIZE).
         query_backend: how questions are embedded, one of QUERY_BACKENDS (default: "auto", also
             settable with $NIEUWS_QA_QUERY_BACKEND). "onnx-int8" (what "auto" picks when it can):
@@ -195,7 +196,7 @@ class SentenceEmbedder:
         if self._onnx is None or not texts:
             return self.encode_passages(texts)
         with self._lock:
-            return self._onnx.encode(list(texts), self.prompts.get("passage", ""))
+            return self._onnx.encode(list(texts), self.prompts.get("passage", ""), workers=self.threads)
 
     def _encode(self, texts: list[str], prompt: str, progress: bool) -> np.ndarray:
         if not texts:

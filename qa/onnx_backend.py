@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,7 @@ class OnnxQueryEncoder:
         import onnxruntime as ort
 
         self.variant = variant
-        self._tokenizer = tokenizer
+        self._tokenizer, self._pools = tokenizer, {}
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -154,16 +155,33 @@ class OnnxQueryEncoder:
         if not isinstance(self.dim, int):
             raise ExportError(f"{file} does not say how wide its embeddings are")
 
-    def encode(self, texts: list[str], prompt: str) -> np.ndarray:
+    def encode(self, texts: list[str], prompt: str, *, workers: int = 1) -> np.ndarray:
         """L2-normalised float32 rows, one per text, each run alone (see the module's docstring: one
         text per run was also the fastest for the ~20 sentences of five cited passages, 385 ms
-        against 410-670 ms in padded batches of 4-20 on this machine's CPU)."""
+        against 410-670 ms in padded batches of 4-20 on this machine's CPU). `workers` > 1: the
+        texts are run from that many threads at once (one session serves them all; each run is
+        still one thread, so a busy core delays only its own texts): 20 sentences 380 -> 215 ms
+        with 2 on 2 idle cores."""
+        tokens = self._tokenizer(list(texts), prompt)
         out = np.zeros((len(texts), self.dim), np.float32)
-        for row, (ids, mask, types) in enumerate(self._tokenizer(list(texts), prompt)):
-            arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            out[row] = self._session.run(None, {name: np.array([arrays[name]], np.int64) for name in self._inputs})[0][0]
+
+        def run(rows: range) -> None:
+            for row in rows:
+                arrays = dict(zip(("input_ids", "attention_mask", "token_type_ids"), tokens[row]))
+                out[row] = self._session.run(None, {n: np.array([arrays[n]], np.int64) for n in self._inputs})[0][0]
+
+        parts = [range(start, len(texts), workers) for start in range(min(workers, len(texts)))]
+        if len(parts) > 1:
+            list(self._pool(workers).map(run, parts))
+        else:
+            run(range(len(texts)))
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        if workers not in self._pools:
+            self._pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="onnx-encode")
+        return self._pools[workers]
 
 
 def open_query_encoder(name: str, variant: str, *, st_model=None, threads: int = 1,

@@ -96,6 +96,9 @@ def test_export_happens_once_and_is_reused(model_dir, monkeypatch):
     got = second.encode(["een twee", "drie"], "q: ")
     want = np.array([[3 + 4 + 5, 5, 3, 1], [3 + 6, 6, 2, 1]], np.float32)  # ids "q:" 3, "een" 4, "twee" 5, "drie" 6
     np.testing.assert_allclose(got, want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-6)
+    # Run from several threads at once (highlight sentences): each text still alone, the same rows.
+    many = ["een twee", "drie", "twee twee drie", "een", "drie een"]
+    np.testing.assert_array_equal(second.encode(many, "q: ", workers=3), second.encode(many, "q: "))
 
 
 def test_the_export_is_keyed_by_the_model_files(model_dir):
