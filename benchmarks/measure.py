@@ -60,15 +60,15 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_b
 
 def machine() -> dict:
     """The CPU a benchmark ran on: model name, vendor, family/model, the flags that matter, cores."""
-    info, flags = {}, set()
+    from qa.embedding import cpu_flags
+
+    info, flags = {}, cpu_flags()
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
                 key, _, value = (part.strip() for part in line.partition(":"))
                 if key in ("model name", "vendor_id", "cpu family", "model") and key not in info:
                     info[key] = value
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
     except OSError:
         pass
     return {"cpu": info.get("model name"), "vendor": info.get("vendor_id"),

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.measure import loadavg, machine, read_jsonl  # noqa: E402
+
 SETS = ("xquad_nl", "ntrex_nl", "tatoeba_nld_eng", "kamervragen_nl")
 LATENCY_SETS = (("xquad_nl", 150), ("kamervragen_nl", 150))
 BOUND = 0.99
@@ -59,9 +61,14 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {msg}", file=sys.stderr, flush=True)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def down_projections(file: Path) -> list[str]:
+    """The FFN down projections of an exported model (MatMul by a (intermediate, hidden) weight), first layer first."""
+    import onnx
+
+    model = onnx.load(str(file), load_external_data=False)
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2
+            and shapes[n.input[1]][0] > shapes[n.input[1]][1]]
 
 
 def all_questions(data: Path) -> list[str]:
@@ -110,7 +117,7 @@ def make_variants(workdir: Path) -> dict[str, Path]:
                 else:
                     keep = options.pop("keep", None)
                     if keep is not None:
-                        down = ob.down_projections(fused)
+                        down = down_projections(fused)
                         options["nodes_to_exclude"] = down if keep == "all" else [down[i] for i in keep]
                     quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
                                      extra_options={"DefaultTensorType": 1}, **options)
@@ -135,8 +142,6 @@ class Encoders:
     """Every variant as a function: one question -> its vector (the product's own code for ONNX)."""
 
     def __init__(self, files: dict[str, Path], threads: int, names: list[str]):
-        from sentence_transformers import SentenceTransformer
-
         from qa.bundled_model import PROMPTS, bundled_model_path
         from qa.embedding import SentenceEmbedder
         from qa.onnx_backend import OnnxQueryEncoder, TextTokenizer
@@ -144,18 +149,16 @@ class Encoders:
         self.prompt = PROMPTS["query"]
         self.threads = threads
         self.fns = {}
-        st = None
+        tokenizer = TextTokenizer.from_folder(bundled_model_path())
         for name in names:
             if name in TORCH_VARIANTS:
                 emb = SentenceEmbedder(precision=name.split("-")[1], query_backend="torch", threads=threads)
                 self.fns[name] = self._torch(emb)
             elif name in OPENVINO_VARIANTS:
-                self.fns[name] = self._openvino(files["openvino"], name.split("-")[1], threads)
+                self.fns[name] = self._openvino(files["openvino"], name.split("-")[1], threads, tokenizer)
             else:
-                st = st or SentenceTransformer(str(bundled_model_path()), device="cpu")
-                enc = OnnxQueryEncoder(TextTokenizer.from_folder(bundled_model_path()), files[name], threads=threads)
+                enc = OnnxQueryEncoder(tokenizer, files[name], threads=threads)
                 self.fns[name] = lambda q, enc=enc: enc.encode([q], self.prompt)[0]
-        self._st = st
 
     def _torch(self, emb):
         import torch
@@ -165,24 +168,19 @@ class Encoders:
             return emb.model.encode([q], prompt=self.prompt, normalize_embeddings=True, convert_to_numpy=True)[0]
         return encode
 
-    def _openvino(self, file: Path, precision: str, threads: int):
+    def _openvino(self, file: Path, precision: str, threads: int, tokenizer):
         import openvino as ov
-        from sentence_transformers import SentenceTransformer
-
-        from qa.bundled_model import bundled_model_path
-        from qa.onnx_backend import _tokenize
 
         core = ov.Core()
         compiled = core.compile_model(core.read_model(str(file)), "CPU", {
             "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": {"bf16": "bf16", "fp32": "f32"}[precision]})
         request = compiled.create_infer_request()
-        st = SentenceTransformer(str(bundled_model_path()), device="cpu")
         inputs = [i.get_any_name() for i in compiled.inputs]
 
         def encode(q: str) -> np.ndarray:
-            features = _tokenize(st, q, self.prompt)
-            out = request.infer({k: features[k].numpy() for k in inputs})
+            features = dict(zip(("input_ids", "attention_mask", "token_type_ids"), tokenizer([q], self.prompt)[0]))
+            out = request.infer({k: np.array([features[k]], np.int64) for k in inputs})
             v = np.asarray(next(iter(out.values()))[0], np.float32)
             return v / np.linalg.norm(v)
         return encode
@@ -359,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(latency_child(a.data, a.workdir, a.latency_child, names)))
         return 0
     skip = set(a.skip.split(","))
-    from benchmarks.measure import machine
 
-    result = {"cpu": machine()["cpu"], "machine": machine(), "load_start": round(os.getloadavg()[0], 2), "variants": names}
+    cpu = machine()
+    result = {"cpu": cpu["cpu"], "machine": cpu, "load_start": loadavg(), "variants": names}
     files = make_variants(a.workdir)
     if "fidelity" not in skip:
         result["fidelity"] = fidelity(a.data, a.workdir, files, names)
@@ -369,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         result["retrieval"] = retrieval(a.data, a.workdir, a.index_root, files, [n for n in names if n != "torch-fp32"])
     if "latency" not in skip:
         result["latency"] = latency(a.data, a.workdir, [int(t) for t in a.threads.split(",")], names, a.repeats)
-    result["load_end"] = round(os.getloadavg()[0], 2)
+    result["load_end"] = loadavg()
     print(json.dumps(result, indent=1))
     return 0
 

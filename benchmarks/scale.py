@@ -150,6 +150,7 @@ def router(source: Path, questions_file: Path, n_questions: int, counts: list[in
     from qa.index import open_rows
     from qa.scale import ingest as ray_ingest
     from qa.scale.router import ShardedQA
+    from qa.scale.searcher import process_memory
     from qa.scale.serve import APP, _ServeShard, application
     from qa.scale.shards import Layout, sync_shards
 
@@ -211,7 +212,7 @@ def router(source: Path, questions_file: Path, n_questions: int, counts: list[in
                 entry["http_ms"] = _http(f"http://127.0.0.1:8765/s{n}", asked[:100])
             out[f"{n}_shards"] = entry
             serve.delete(name)
-        idle = ray.get(ray.remote(_idle_rss).options(num_cpus=0.1).remote(), timeout=60)
+        idle = ray.get(ray.remote(process_memory).options(num_cpus=0.1).remote(), timeout=60)["VmRSS"]
         out["idle_ray_worker_rss_mb"] = idle
     finally:
         serve.shutdown()
@@ -255,14 +256,6 @@ def _percentiles(values) -> dict:
 def _disk_mb(index_dir: Path) -> float:
     live = index_dir / (index_dir / "CURRENT").read_text().strip()
     return round(sum(f.stat().st_size for f in live.iterdir()) / 2**20, 1)
-
-
-def _idle_rss() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def _uptime() -> str:

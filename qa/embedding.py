@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .bundled_model import DEFAULT_MODEL, PROMPTS, bundled_model_path
+from .bundled_model import DEFAULT_MODEL, PROMPTS, model_source
 from .errors import ModelError
 
 # e5 models were trained with these prefixes; without them cross-lingual retrieval degrades badly.
@@ -120,7 +120,7 @@ class SentenceEmbedder:
         self.precision = ("bf16" if cpu_has_bf16() else "fp32") if precision == "auto" else precision
         self.threads = threads or _available_cores()
         self._lock, self._loading = threading.Lock(), threading.Lock()
-        path = bundled_model_path() if self.name == DEFAULT_MODEL else Path(self.name).expanduser()
+        path = model_source(self.name)
         self._path, self._model, self._onnx = str(path), None, None
         if not path.is_dir():  # a model hub name: its files (and tokenizer) come with loading it
             self._load()
@@ -216,21 +216,31 @@ class SentenceEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+def sentence_encoder(embedder: Embedder):
+    """How an embedder embeds the sentences of a cited passage for its highlight (compared and
+    dropped, never stored): its `encode_sentences` where it has one, else `encode_passages`."""
+    return getattr(embedder, "encode_sentences", embedder.encode_passages)
+
+
 def cpu_has_bf16() -> bool:
     """True if the CPU has native bfloat16 matrix instructions (AVX-512 BF16 or AMX), on Linux.
 
     Elsewhere (and on CPUs without them) bf16 would be emulated and slower than fp32, so "auto"
     stays at fp32.
     """
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags (/proc/cpuinfo; none where it cannot be read)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return frozenset()
 
 
 def _available_cores() -> int:

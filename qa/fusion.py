@@ -104,6 +104,12 @@ class SearchSettings:
                      self.long_terms, self.rrf_k, tuple(sorted(self.weights.items()))))
 
 
+def found_by(ranks: dict) -> str:
+    """'both', 'bm25', 'dense' or 'none': which legs found a chunk, from its rank per leg."""
+    legs = [leg for leg in LEGS if ranks.get(leg) is not None]
+    return "both" if len(legs) == len(LEGS) else (legs[0] if legs else "none")
+
+
 @dataclass(frozen=True)
 class Hit:
     """A fused search result: chunk row, fused score, and what each leg said about it."""
@@ -117,8 +123,7 @@ class Hit:
     @property
     def found_by(self) -> str:
         """'both', 'bm25', 'dense' (the leg names of the legs that found the chunk)."""
-        legs = [leg for leg in LEGS if self.ranks.get(leg) is not None]
-        return "both" if len(legs) == len(LEGS) else (legs[0] if legs else "none")
+        return found_by(self.ranks)
 
 
 def dbsf(legs: dict[str, list[tuple[int, float]]], *, weights: Mapping[str, float], limit: int | None = None) -> list[Hit]:

@@ -266,11 +266,15 @@ class BM25Index:
             np.add.at(scores, self._indices[start:end], self._data[start:end])
         return scores
 
+    def knows(self, query_tokens: Sequence[str]) -> tuple[bool, ...]:
+        """Per query token: does it occur anywhere in the corpus."""
+        return tuple(t in self._vocab for t in query_tokens)
+
     def coverage(self, query_tokens: Sequence[str]) -> float:
         """Fraction of the query tokens that occur anywhere in the corpus (0.0 for no tokens)."""
         if not query_tokens:
             return 0.0
-        return sum(t in self._vocab for t in query_tokens) / len(query_tokens)
+        return sum(self.knows(query_tokens)) / len(query_tokens)
 
     def top_k(self, query_tokens: Sequence[str], k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Return the best ``k`` documents for a query.

@@ -171,9 +171,9 @@ class News:
     """
 
     def __init__(self, days: np.ndarray, publisher: np.ndarray, publishers: list[str], cluster: np.ndarray,
-                 doc_rows: np.ndarray, signatures: np.ndarray | None = None):
+                 doc_rows: np.ndarray, signatures: np.ndarray | None = None, sources: np.ndarray | None = None):
         self.days, self.publisher, self.publishers, self.cluster = days, publisher, publishers, cluster
-        self.signatures = signatures
+        self.signatures, self.sources = signatures, sources
         # The documents of each cluster with copies, found once: `copies` runs for every hit of
         # every question, where comparing all documents' clusters would cost O(documents) each.
         shared = np.flatnonzero(np.bincount(cluster, minlength=len(cluster))[cluster] > 1)
@@ -206,9 +206,7 @@ class News:
                 or (n and (publisher.max() >= len(publishers) or cluster.min() < 0 or cluster.max() >= n))
                 or (signatures and (arrays[3].shape != (n, wire.NUM_PERM) or arrays[4].shape != (n,)))):
             raise IndexCorruptError(f"the news tables in {folder} do not fit its {n} documents; rebuild with `qa build`")
-        news = cls(days, publisher, publishers, cluster, doc_rows, arrays[3] if signatures else None)
-        news.sources = arrays[4] if signatures else None
-        return news
+        return cls(days, publisher, publishers, cluster, doc_rows, *(arrays[3:5] if signatures else ()))
 
     def doc(self, i: int) -> DocNews:
         """Document i's news data as stored (for a sync that keeps the document)."""

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundled_model import DEFAULT_MODEL, bundled_model_path, cache_root
+from .bundled_model import DEFAULT_MODEL, bundled_model_path, cache_root, model_source
 
 log = logging.getLogger("nieuws-qa.embedding")
 
@@ -184,8 +184,7 @@ class OnnxQueryEncoder:
         return self._pools[workers]
 
 
-def open_query_encoder(name: str, variant: str, *, st_model=None, threads: int = 1,
-                       export_if_missing: bool = True) -> OnnxQueryEncoder | None:
+def open_query_encoder(name: str, variant: str, *, st_model=None, threads: int = 1) -> OnnxQueryEncoder | None:
     """The ONNX encoder of a model, exporting it first if needed; None to stay on torch.
 
     Never raises for a model that cannot take this path: it logs why and returns None.
@@ -210,8 +209,6 @@ def open_query_encoder(name: str, variant: str, *, st_model=None, threads: int =
         log.warning("questions are embedded with torch: cannot find the files of %s for an ONNX export (%s)", name, exc)
         return None
     if not (folder / INFO_FILE).is_file():
-        if not export_if_missing:
-            return None
         try:
             import onnx  # noqa: F401 - the export's fusion and quantisation need it, serving does not
         except ImportError:
@@ -230,8 +227,7 @@ def open_query_encoder(name: str, variant: str, *, st_model=None, threads: int =
             log.warning("questions are embedded with torch: the ONNX %s export of %s is not used (%s; recorded in %s)",
                         variant, name, info.get("reason"), folder / INFO_FILE)
             return None
-        source = bundled_model_path() if name == DEFAULT_MODEL else Path(name).expanduser()
-        tokenizer = TextTokenizer.from_model(st_model) if st_model is not None else TextTokenizer.from_folder(source)
+        tokenizer = TextTokenizer.from_model(st_model) if st_model is not None else TextTokenizer.from_folder(model_source(name))
         return OnnxQueryEncoder(tokenizer, folder / info["file"], variant=variant, threads=threads)
     except Exception as exc:  # noqa: BLE001 - any failure to open the export means: stay on torch
         log.warning("questions are embedded with torch: cannot open the ONNX export in %s (%s: %s)",
@@ -243,7 +239,7 @@ def export_folder(name: str, variant: str) -> Path:
     """Where the export of this model and variant lives: keyed by the model's files and the versions that export."""
     import onnxruntime
 
-    source = bundled_model_path() if name == DEFAULT_MODEL else Path(name).expanduser()
+    source = model_source(name)
     if source.is_dir():
         source = source.resolve()
         files = sorted((str(p.relative_to(source)), p.stat().st_size, p.stat().st_mtime_ns)
@@ -433,16 +429,6 @@ def _fuse(raw: Path, out: Path, config) -> bool:
         log.info("ONNX fusion did not apply (%s: %s); using the unfused graph", type(exc).__name__, exc)
         shutil.copyfile(raw, out)
         return False
-
-
-def down_projections(file: Path) -> list[str]:
-    """The FFN down projections of an exported model (MatMul by a (intermediate, hidden) weight), first layer first."""
-    import onnx
-
-    model = onnx.load(str(file), load_external_data=False)
-    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and len(shapes.get(n.input[1], ())) == 2
-            and shapes[n.input[1]][0] > shapes[n.input[1]][1]]
 
 
 def _quantise(src: Path, out: Path) -> None:

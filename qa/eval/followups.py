@@ -17,9 +17,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from .datasets import PASSAGES_FILE, DatasetError, corpus_files, load_passages
+from .metrics import rounded_mean
 from .workspace import Workspace, progress_bar, shared_workspace
 
 CONVERSATIONS_FILE = "conversations.jsonl"
@@ -112,11 +111,7 @@ def _summary(rows: list) -> dict:
     for row in rows:
         groups.setdefault(row[0], []).append(row)
     return {g: {"n": len(rs),
-                "with_context": _mean([r[1][0] for r in rs]), "alone": _mean([r[2][0] for r in rs]),
-                "found_with_context": _mean([r[1][1] for r in rs]), "found_alone": _mean([r[2][1] for r in rs]),
-                "context_used": _mean([r[3] for r in rs])}
+                "with_context": rounded_mean([r[1][0] for r in rs]), "alone": rounded_mean([r[2][0] for r in rs]),
+                "found_with_context": rounded_mean([r[1][1] for r in rs]), "found_alone": rounded_mean([r[2][1] for r in rs]),
+                "context_used": rounded_mean([r[3] for r in rs])}
             for g, rs in groups.items()}
-
-
-def _mean(values: list) -> float:
-    return round(float(np.mean(values)), 4) if values else 0.0

@@ -163,5 +163,10 @@ def top_cosine(answer) -> float:
     return max((c.highlight.score for c in answer.citations), default=0.0)
 
 
+def rounded_mean(values: list) -> float:
+    """The mean to 4 decimals (0.0 for no values)."""
+    return round(float(np.mean(values)), 4) if values else 0.0
+
+
 def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None

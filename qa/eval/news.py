@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import DatasetError
+from .metrics import rounded_mean
 from .workspace import Workspace, progress_bar, shared_workspace
 
 ARTICLES_FILE, QUESTIONS_FILE = "articles.jsonl", "questions.jsonl"
@@ -79,10 +80,6 @@ def _summary(rows: list) -> dict:
     groups: dict[str, list] = {"all": rows}
     for row in rows:
         groups.setdefault(row[0], []).append(row)
-    return {g: {"n": len(rs), "R@1": _mean([r[1] for r in rs]), f"R@{K}": _mean([r[2] for r in rs]),
-                "outside_period": _mean([r[3] for r in rs]), "with_copies": _mean([r[4] for r in rs])}
+    return {g: {"n": len(rs), "R@1": rounded_mean([r[1] for r in rs]), f"R@{K}": rounded_mean([r[2] for r in rs]),
+                "outside_period": rounded_mean([r[3] for r in rs]), "with_copies": rounded_mean([r[4] for r in rs])}
             for g, rs in groups.items()}
-
-
-def _mean(values: list) -> float:
-    return round(float(np.mean(values)), 4) if values else 0.0

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..embedding import sentence_encoder
+
 if TYPE_CHECKING:
     from typing_extensions import Self
 
@@ -59,7 +61,7 @@ class CachingEmbedder:
             if kind == "passage":
                 vectors = self.inner.encode_passages(missing, progress=progress)
             elif kind == "sentence":  # highlights: the path the embedder takes for them in the product
-                vectors = getattr(self.inner, "encode_sentences", self.inner.encode_passages)(missing)
+                vectors = sentence_encoder(self.inner)(missing)
             else:
                 batches = [missing[i:i + QUERY_BATCH] for i in range(0, len(missing), QUERY_BATCH)]
                 vectors = np.concatenate([self.inner.encode_queries(b)

@@ -12,6 +12,7 @@ from functools import cached_property
 
 from ..answer import Answer, Citation, Highlight
 from ..errors import QAError, QuestionError
+from ..fusion import found_by
 from ..news import Filters
 
 TIMEOUT_S = 30.0
@@ -74,7 +75,7 @@ def answer_from_dict(data: dict) -> Answer:
             n=c["n"], doc_id=c["doc_id"], title=c["title"], date=c["date"], source=c["source"], chunk_id=c["chunk_id"],
             text=c["text"], start=c["start"], end=c["end"], score=c["score"],
             highlight=Highlight(h["text"], h["start"], h["end"], 1.0 if c["n"] == best else 0.0),
-            ranks=dict(c.get("ranks") or {}), found_by=_found_by(c.get("ranks") or {}), publisher=c.get("publisher"),
+            ranks=dict(c.get("ranks") or {}), found_by=found_by(c.get("ranks") or {}), publisher=c.get("publisher"),
             url=c.get("url"), path=c.get("path", ""), duplicates=tuple(c.get("duplicates") or ())))
     f = data.get("filters") or {}
     filters = Filters(_day(f.get("since")), _day(f.get("until")), f.get("publishers"), f.get("from_question"))
@@ -122,11 +123,6 @@ def partial_note(status: dict | None, language: str) -> str | None:
     if language == "en":
         return f"(partly searched: {parts} could not be searched: {status['reason']})"
     return f"(gedeeltelijk doorzocht: {parts} kon niet worden doorzocht: {status['reason']})"
-
-
-def _found_by(ranks: dict) -> str:
-    legs = [leg for leg in ("bm25", "dense") if ranks.get(leg) is not None]
-    return "both" if len(legs) == 2 else (legs[0] if legs else "none")
 
 
 def _day(value: str | None) -> date | None:

@@ -55,7 +55,10 @@ def sync_root(args, embedder) -> ShardsReport:
 
 def shard_folders(index: str | Path) -> list[Path]:
     """A shard root's shard folders ([index] for a single index)."""
-    return [Layout.load(index).folder(i) for i in range(len(Layout.load(index).shards))] if is_shard_root(index) else [Path(index)]
+    if not is_shard_root(index):
+        return [Path(index)]
+    layout = Layout.load(index)
+    return [layout.folder(i) for i in range(len(layout.shards))]
 
 
 def serve(args) -> int:

@@ -202,8 +202,7 @@ def ray_embedder(paths: Iterable[str | Path], *, model: str | None = None, chunk
     else:  # nothing to embed: the identity the actors would have had
         identity = ray.get(ray.remote(_identity_of).options(num_cpus=READ_CPUS).remote(model, precision),
                            timeout=stall_timeout)
-    embedder = PrecomputedEmbedder(ModelIdentity(identity["name"], identity["dim"], identity["prompts"],
-                                                 identity.get("precision", "fp32")), vectors)
+    embedder = PrecomputedEmbedder(ModelIdentity(**identity), vectors)  # (the inverse of to_dict)
     embedder.workers = workers
     return embedder
 

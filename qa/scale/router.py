@@ -214,7 +214,7 @@ class ShardedQA(QA):
             if h.row not in call.chunks:
                 rows.setdefault(call.owner[h.row], []).append(h.row)
         if rows:
-            found, failed = self._fan_out({i: ("records", r, []) for i, r in rows.items()}, call.timeout or self.timeout)
+            found, failed = self._fan_out({i: ("records", r) for i, r in rows.items()}, call.timeout or self.timeout)
             call.fail(failed)
             for chunks, documents in found.values():
                 call.chunks.update(chunks)

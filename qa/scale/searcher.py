@@ -50,8 +50,7 @@ class _NoEmbedder:
     """A shard never embeds: the router prepares every question."""
 
     def __init__(self, identity: dict):
-        self.identity = ModelIdentity(identity["name"], identity["dim"], identity.get("prompts", {}),
-                                      identity.get("precision", "fp32"))
+        self.identity = ModelIdentity(**identity)  # (the inverse of to_dict)
 
     @property
     def dim(self) -> int:
@@ -72,21 +71,19 @@ class ShardSearcher:
     """
 
     def __init__(self, root: str | Path, number: int, *, verify: bool = True):
-        self.layout = Layout.load(root)
+        layout = Layout.load(root)  # (not kept: its global wire map is the router's business)
         self.number = number
-        self.name = self.layout.shards[number].name
-        index = open_live(self.layout.folder(number), verify=verify)
-        bm25 = collection_bm25(self.layout, number, index.folder, index.bm25, len(index.chunks))
+        self.name = layout.shards[number].name
+        index = open_live(layout.folder(number), verify=verify)
+        bm25 = collection_bm25(layout, number, index.folder, index.bm25, len(index.chunks))
         self.generation = index.folder.name
-        self.rows = self.layout.rows(number, self.generation, len(index.chunks))  # increasing
+        self.rows = layout.rows(number, self.generation, len(index.chunks))  # increasing
         self.qa = QA(replace(index, bm25=bm25), _NoEmbedder(index.manifest["model"]))
         if self.qa.news is None:
             raise IndexFormatError(f"{index.folder} has no news tables; sync the shards again")
         # Each document's id in memory (its table is read on demand otherwise): every answer names
         # the article of up to 2 x depth rows.
         self._doc_ids = [d.doc_id for d in index.docs.records.all()]
-        self._doc_index = {doc_id: i for i, doc_id in enumerate(self._doc_ids)}
-        self._vocabulary = set(bm25.terms)
 
     def describe(self) -> dict:
         """What the router checks and uses: name, generation, sizes, newest day, model, analyzer."""
@@ -111,23 +108,21 @@ class ShardSearcher:
         terms = search_terms(query) or ()
         likely = sorted({int(out[r]) for found in legs.values() for r, _ in found[:PREFETCH * settings.k]})
         legs = {leg: [(int(out[r]), s) for r, s in found] for leg, found in legs.items()}
-        chunks, documents = self.records(likely, [])
-        return ShardLegs(self.name, self.generation, legs, info, tuple(t in self._vocabulary for t in terms),
+        chunks, documents = self.records(likely)
+        return ShardLegs(self.name, self.generation, legs, info, self.qa.bm25.knows(terms),
                          chunks, documents)
 
     def memory(self) -> dict:
         return process_memory()
 
-    def records(self, rows: list[int], doc_ids: list[str]) -> tuple[dict[int, Chunk], dict[str, Document]]:
-        """The chunk records of some rows (as `legs` numbers them), and the document records of
-        those docs this shard holds (plus the documents of the rows)."""
+    def records(self, rows: list[int]) -> tuple[dict[int, Chunk], dict[str, Document]]:
+        """The chunk records of some rows (as `legs` numbers them), and their documents' records."""
         local = np.searchsorted(self.rows, np.asarray(rows, np.int64)).tolist()
         if any(i >= len(self.rows) or self.rows[i] != r for i, r in zip(local, rows)):
             raise KeyError(f"{self.name} has no rows {rows}")
         chunks = {int(r): self.qa.chunks[i] for r, i in zip(rows, local)}
         # Documents by their row in the table (one record read each), not by id (a binary search).
         wanted = {int(d) for d in self.qa.news.row_doc[np.asarray(local, np.int64)]} if local else set()
-        wanted |= {self._doc_index[d] for d in doc_ids if d in self._doc_index}
         records = self.qa.docs.records
         return chunks, {self._doc_ids[d]: records[d] for d in wanted}
 

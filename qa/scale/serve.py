@@ -68,8 +68,7 @@ class ShardActor:
                   health_check_timeout_s=HEALTH_CHECK_TIMEOUT_S)
 class ShardDeployment:
     """One shard's index folder, searched by the `ShardActor` this replica owns. `actor()` hands
-    the router that actor; the search methods also answer through Serve (`describe`, `legs`,
-    `records`, `memory`)."""
+    the router that actor; `memory` answers through Serve (benchmarks/scale.py)."""
 
     def __init__(self, root: str, number: int, generations: str = ""):
         # `generations` (the layout's) only makes a synced layout a new deployment version, so
@@ -85,15 +84,6 @@ class ShardDeployment:
 
     async def _call(self, method: str, *args):
         return await self.searcher.call.remote(method, *args)
-
-    async def describe(self) -> dict:
-        return await self._call("describe")
-
-    async def legs(self, query, settings, today):
-        return await self._call("legs", query, settings, today)
-
-    async def records(self, rows, doc_ids):
-        return await self._call("records", rows, doc_ids)
 
     async def memory(self) -> dict:
         """The searcher actor's memory (ShardSearcher.memory), and this replica's resident MB."""

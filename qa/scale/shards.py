@@ -309,16 +309,13 @@ def _sync_shard(folder: Path, articles: list[Article], record: dict, *, rebuild:
                        dense=dense or ("auto" if rebuild else None), progress=progress, start=start)
 
 
-def write_layout(root: Path, ranges: list[Shard], texts: dict[str, str] | None = None,
-                 order: list[str] | None = None) -> Layout:
+def write_layout(root: Path, ranges: list[Shard], texts: dict[str, str], order: list[str]) -> Layout:
     """Compute the collection's BM25 statistics, wire clusters and rows over the shards' live
     generations and write ROOT/shards.json (last, atomically) and the per-shard arrays.
 
     Args:
-        texts: doc_id -> article text, for the exact check of wire-copy candidates (default: put
-            together from the shards' chunks).
-        order: the doc_ids in corpus order, the order of one index's rows (default: the shards'
-            order; documents it lacks follow it in that order).
+        texts: doc_id -> article text of every article, for the exact check of wire-copy candidates.
+        order: the doc_ids in corpus order, the order of one index's rows.
     """
     shards, vocabularies, models = [], [], []
     total: dict[str, int] = {}
@@ -339,9 +336,6 @@ def write_layout(root: Path, ranges: list[Shard], texts: dict[str, str] | None =
         documents = rows.docs.all()
         records += documents
         docs = [d.doc_id for d in documents]
-        if texts is None or any(d not in texts for d in docs):
-            texts = dict(texts or {})
-            texts.update({d: _text_of(rows, k) for k, d in enumerate(docs) if d not in texts})
         ids += docs
         signatures.append(np.asarray(rows.news.signatures))
         days += np.asarray(rows.news.days)[:, 0].tolist()
@@ -394,15 +388,6 @@ def collection_bm25(layout: Layout, i: int, folder: Path, bm25: BM25Index, rows:
 def _copy(doc) -> dict:
     """What a citation shows of an article's other copies (answer.Citation.duplicates)."""
     return {"date": doc.date, "publisher": doc.publisher, "url": doc.url}
-
-
-def _text_of(rows, i: int) -> str:
-    """Document i's text put together from its chunks (for wire checks without the corpus at hand)."""
-    text = ""
-    first, count = (int(x) for x in rows.doc_rows[i])
-    for chunk in sorted((rows.chunks[r] for r in range(first, first + count)), key=lambda c: c.start):
-        text = text.ljust(chunk.start) + chunk.text[max(len(text) - chunk.start, 0):]
-    return text
 
 
 def _name(prefix: str, shard: str, generation: str) -> str:
