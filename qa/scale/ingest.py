@@ -179,6 +179,9 @@ def ray_embedder(paths: Iterable[str | Path], *, model: str | None = None, chunk
     # would do it too, but its tasks take a whole CPU, which a 2-CPU cluster with actors on both
     # nodes never has free: the pipeline hangs.)
     context.target_max_block_size = BLOCK_BYTES
+    # Blocks go out only once every actor is up: otherwise the first actor ready may take all of a
+    # small corpus's blocks while the others still start (CI saw "1 actors on 1 node").
+    context.wait_for_min_actors_s = max(1, int(stall_timeout))
     actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # A read task per file (up to READ_TASKS: a folder of a million small files needs no million tasks).
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, min(len(files), READ_TASKS)))
