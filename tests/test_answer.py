@@ -150,6 +150,13 @@ def test_answer_type_and_a_sentence_that_points_back():
     # The question's terms are split over the two sentences and the second points back: both are highlighted.
     h = best_sentence(passage, spans, vectors, query, {"uitnodig", "bijeenkomst", "verjaardag"}, terms, "name")
     assert h.text == passage[spans[0][0]:spans[1][1]] and passage[h.start:h.end] == h.text and h.score == pytest.approx(0.9)
+    # An English question shares no terms with the Dutch sentences: the neighbour that points back
+    # joins when it is nearly as similar (NEIGHBOUR_MARGIN below the best at most), not otherwise.
+    english = {"invit", "birthday", "gather"}
+    h = best_sentence(passage, spans, vectors, np.array([0.83, 0.79, 0.1], np.float32), english, terms, "name")
+    assert h.text == passage[spans[0][0]:spans[1][1]] and h.score == pytest.approx(0.83)
+    h = best_sentence(passage, spans, vectors, np.array([0.83, 0.77, 0.1], np.float32), english, terms, "name")
+    assert h.text == "Poetin viert zijn verjaardag met een bijeenkomst."
     # Without the pointing back, only the best sentence.
     plain = passage.replace("Daarvoor zijn", "Morgen zijn")
     h = best_sentence(plain, sentence_spans(plain), vectors, query, {"uitnodig", "bijeenkomst", "verjaardag"}, terms)

@@ -82,7 +82,9 @@ def test_cli_ask_json_end_to_end(seed_index, capsys):
 
 def test_the_highlight_is_the_sentence_that_answers(seed_qa):
     """The sentence most similar to the question restates it; the invitation is in the next one."""
-    answer = seed_qa.ask("Wie zijn uitgenodigd voor de informele bijeenkomst op Poetins verjaardag?")
-    best = answer.answer_citation
-    assert answer.answer_found and "Daarvoor zouden de leiders van voormalige Sovjetlanden zijn uitgenodigd" in best.highlight.text
-    assert best.text[best.highlight.start:best.highlight.end] == best.highlight.text
+    for question in ("Wie zijn uitgenodigd voor de informele bijeenkomst op Poetins verjaardag?",
+                     "Who was invited to Putin's birthday gathering?"):  # no term in common with the Dutch
+        answer = seed_qa.ask(question)
+        best = answer.answer_citation
+        assert answer.answer_found and "Daarvoor zouden de leiders van voormalige Sovjetlanden zijn uitgenodigd" in best.highlight.text
+        assert best.text[best.highlight.start:best.highlight.end] == best.highlight.text
