@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from qa.answer import (
-    NO_ANSWER_COSINE_BY_LANGUAGE,
+    ANSWER_OVERLAP_WEIGHT,
+    NO_ANSWER_THRESHOLD_BY_LANGUAGE,
     Answer,
     Citation,
     Highlight,
@@ -105,17 +106,35 @@ def test_to_dict_has_the_documented_fields():
     assert set(data["citations"][0]["highlight"]) == {"text", "start", "end"}
 
 
-def _citation(n: int, score: float) -> Citation:
-    return Citation(n, "d", "", None, "", f"d#{n}", "x.", 0, 2, 0.1, Highlight("x.", 0, 2, score))
+def _citation(n: int, score: float, overlap: float = 0.0) -> Citation:
+    return Citation(n, "d", "", None, "", f"d#{n}", "x.", 0, 2, 0.1, Highlight("x.", 0, 2, score, overlap))
+
+
+def test_support_is_the_cosine_plus_the_question_terms_found_in_the_passage():
+    passage = "Poetin viert zijn verjaardag. Het regent in Moskou."
+    terms = [{"poetin", "viert", "verjaardag"}, {"regent", "moskou"}]
+    question = {"poetin", "verjaardag", "moskou", "gast"}
+    h = best_sentence(passage, sentence_spans(passage), np.eye(2, dtype=np.float32), np.array([0.8, 0.1], np.float32),
+                      question, terms)
+    # Counted over the whole passage ("moskou" is not in the highlight), not only the highlight.
+    assert h.text == "Poetin viert zijn verjaardag." and h.overlap == pytest.approx(0.75)
+    assert h.support == pytest.approx(0.8 + ANSWER_OVERLAP_WEIGHT * 0.75)
+    assert best_sentence(passage, sentence_spans(passage), np.eye(2, dtype=np.float32),
+                         np.array([0.8, 0.1], np.float32), set(), terms).overlap == 0.0
+    # The no-answer rule compares the support: a passage that holds the question's words answers
+    # at a lower cosine than one that holds none of them.
+    threshold = NO_ANSWER_THRESHOLD_BY_LANGUAGE["nl"]
+    below = threshold - ANSWER_OVERLAP_WEIGHT / 2
+    assert answers_question([_citation(1, below, 1.0)], "nl") and not answers_question([_citation(1, below, 0.0)], "nl")
 
 
 def test_no_answer_rule_is_per_question_language():
-    assert set(NO_ANSWER_COSINE_BY_LANGUAGE) == set(LANGUAGES)  # every language detect_language returns
-    for language, threshold in NO_ANSWER_COSINE_BY_LANGUAGE.items():
+    assert set(NO_ANSWER_THRESHOLD_BY_LANGUAGE) == set(LANGUAGES)  # every language detect_language returns
+    for language, threshold in NO_ANSWER_THRESHOLD_BY_LANGUAGE.items():
         assert answers_question([_citation(1, threshold - 0.01), _citation(2, threshold)], language)
         assert not answers_question([_citation(1, threshold - 1e-6)], language)
         assert not answers_question([], language)
-    between = (NO_ANSWER_COSINE_BY_LANGUAGE["en"] + NO_ANSWER_COSINE_BY_LANGUAGE["nl"]) / 2
+    between = (NO_ANSWER_THRESHOLD_BY_LANGUAGE["en"] + NO_ANSWER_THRESHOLD_BY_LANGUAGE["nl"]) / 2
     assert answers_question([_citation(1, between)], "en") and not answers_question([_citation(1, between)], "nl")
 
 

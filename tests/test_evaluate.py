@@ -315,7 +315,7 @@ def test_choose_threshold():
 
 def test_calibrate_structure(tiny, other, tmp_path):
     from qa import QA
-    from qa.answer import NO_ANSWER_COSINE_BY_LANGUAGE
+    from qa.answer import NO_ANSWER_THRESHOLD_BY_LANGUAGE
 
     seeds = tmp_path / "seeds"
     seeds.mkdir()
@@ -329,10 +329,10 @@ def test_calibrate_structure(tiny, other, tmp_path):
     # are the per-language rates at those thresholds, pooled (the tiny set's labels are what
     # detect_language says).
     current = result["current"]
-    assert current["thresholds"] == NO_ANSWER_COSINE_BY_LANGUAGE
+    assert current["thresholds"] == NO_ANSWER_THRESHOLD_BY_LANGUAGE
     n = {lang: result["answerable"][lang]["n"] for lang in ("nl", "en")}
     for lang, s in result["by_language"].items():
-        assert s["current"]["threshold"] == NO_ANSWER_COSINE_BY_LANGUAGE[lang]
+        assert s["current"]["threshold"] == NO_ANSWER_THRESHOLD_BY_LANGUAGE[lang]
         assert set(s) == {"answerable_found", "unanswerable_refused", "balanced_accuracy", "current", "own_best"}
         # The language's own best threshold is the best single one: no worse than the chosen or the shipping one.
         assert s["own_best"]["balanced_accuracy"] >= max(s["balanced_accuracy"], s["current"]["balanced_accuracy"]) - 1e-4

@@ -286,7 +286,7 @@ def test_time_words_about_the_event_fall_back_to_the_whole_archive(news_nl, monk
     # "vorig jaar" is 2021 for the archive, but the article (2022) tells of defections "last year":
     # nothing dated 2021 answers, so the whole archive is searched, and the answer says so. (Any
     # cited sentence counts as answering here: the hash embedder's cosines mean nothing.)
-    monkeypatch.setattr(answer_module, "NO_ANSWER_COSINE_BY_LANGUAGE", {"nl": -1.0, "en": -1.0})
+    monkeypatch.setattr(answer_module, "NO_ANSWER_THRESHOLD_BY_LANGUAGE", {"nl": -1.0, "en": -1.0})
     question = "Hoeveel Noord-Koreanen liepen vorig jaar over naar Zuid-Korea?"
     answer = news_nl.ask(question, k=5)
     assert answer.time_dropped == "vorig jaar" and not answer.filters.dated and answer.citations

@@ -29,11 +29,11 @@ from .metrics import (
     METRIC_KS,
     MODES,
     answer_stats,
+    answer_support,
     hybrid_checks,
     metric_names,
     per_question_metrics,
     rank_passages,
-    top_cosine,
 )
 from .report import plot, to_markdown, write_outputs
 from .sweep import SWEEP_DEPTHS, SWEEP_METRICS, SWEEP_RRF_K, SWEEP_WEIGHTS, sweep, sweep_grid
@@ -44,5 +44,5 @@ __all__ = [
     "SWEEP_RRF_K", "SWEEP_WEIGHTS", "CachingEmbedder", "Dataset", "DatasetError", "Question", "Workspace",
     "answer_stats", "calibrate", "choose_threshold", "evaluate", "evaluate_followups", "load_conversations", "hybrid_checks", "load_dataset", "load_passages",
     "metric_names", "per_question_metrics", "plot", "rank_passages", "sweep", "sweep_grid", "to_markdown",
-    "top_cosine", "write_outputs",
+    "answer_support", "write_outputs",
 ]

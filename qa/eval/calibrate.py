@@ -1,4 +1,4 @@
-"""`calibrate`: the no-answer threshold on the best highlighted sentence's cosine, and the seed checks."""
+"""`calibrate`: the no-answer threshold on the best citation's support (Highlight.support), and the seed checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from ..fusion import SearchSettings
 from .datasets import load_dataset, load_passages
-from .metrics import ASK_K, top_cosine
+from .metrics import ASK_K, answer_support
 from .workspace import Workspace, progress_bar, shared_workspace
 
 # Hand-written checks for the no-answer rule against the seed corpus (a Dutch article on the war
@@ -27,7 +27,7 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
               seeds: str | Path | None = "seeds", limit: int | None = None, embedder=None,
               model: str | None = None, index_dir: str | Path | None = None, progress: bool = False,
               workspace: Workspace | None = None) -> dict:
-    """Choose a no-answer threshold on the cosine of the best highlighted sentence, and measure the shipping rule.
+    """Choose a no-answer threshold on the best citation's support, and measure the shipping rule.
 
     Answerable: the questions of the `answerable` sets asked against an index of their own
     passages. Unanswerable: the same questions asked against an index of the `unanswerable` sets'
@@ -38,11 +38,11 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
     Returns:
         {"threshold", "answerable_found", "unanswerable_refused", "balanced_accuracy" (one
         threshold for all questions), "current" (the rule that ships: `answer_found` of qa.ask,
-        each question at its own language's threshold in NO_ANSWER_COSINE_BY_LANGUAGE),
+        each question at its own language's threshold in NO_ANSWER_THRESHOLD_BY_LANGUAGE),
         "by_language" (at the chosen, the shipping and the language's own best threshold),
         "answerable"/"unanswerable" (quantiles, by language), "seed_checks", "seconds"}.
     """
-    from ..answer import NO_ANSWER_COSINE_BY_LANGUAGE as SHIPPING
+    from ..answer import NO_ANSWER_THRESHOLD_BY_LANGUAGE as SHIPPING
 
     with shared_workspace(workspace, embedder=embedder, model=model, index_dir=index_dir, progress=progress) as ws:
         started = time.perf_counter()
@@ -56,7 +56,7 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
         scores, found = {}, {}
         for label, qa in (("answerable", qa_pos), ("unanswerable", qa_neg)):
             answers = [qa.ask(q.text, k=ASK_K, settings=settings) for q in progress_bar(questions, f"ask ({label})", ws.progress)]
-            scores[label] = np.array([top_cosine(a) for a in answers])
+            scores[label] = np.array([answer_support(a) for a in answers])
             found[label] = np.array([a.answer_found for a in answers], dtype=bool)
         threshold = choose_threshold(scores["answerable"], scores["unanswerable"])
         langs = np.array([q.lang for q in questions])
@@ -140,6 +140,6 @@ def _seed_checks(ws: Workspace, seeds: Path) -> list[dict]:
     checks = []
     for question, expected in SEED_CHECKS:
         answer = qa.ask(question, k=ASK_K)
-        checks.append({"question": question, "expected": expected, "score": round(top_cosine(answer), 4),
+        checks.append({"question": question, "expected": expected, "score": round(answer_support(answer), 4),
                        "found": answer.answer_found, "ok": answer.answer_found == expected})
     return checks

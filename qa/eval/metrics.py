@@ -132,14 +132,14 @@ def answer_stats(qa, questions: Sequence[Question], settings: SearchSettings, pr
     """answer_found rate and answer-sentence accuracy per language, via qa.ask (hybrid).
 
     Returns:
-        (stats by "all" and language, each question's top_cosine in question order).
+        (stats by "all" and language, each question's answer_support in question order).
     """
     rows = []
     for q in progress_bar(questions, desc, progress):
         answer = qa.ask(q.text, k=ASK_K, settings=settings)
         cited = next((c for c in answer.citations if c.doc_id in q.gold), None)
         hit = bool(q.answer and cited and q.answer.casefold() in cited.highlight.text.casefold())
-        rows.append((q, answer.answer_found, cited is not None, hit, top_cosine(answer)))
+        rows.append((q, answer.answer_found, cited is not None, hit, answer_support(answer)))
     groups: dict[str, list] = {"all": rows}
     for row in rows:
         groups.setdefault(row[0].lang, []).append(row)
@@ -158,9 +158,9 @@ def answer_stats(qa, questions: Sequence[Question], settings: SearchSettings, pr
     return stats, [r[4] for r in rows]
 
 
-def top_cosine(answer) -> float:
-    """The score the no-answer rule compares: the best highlighted sentence's cosine over all citations."""
-    return max((c.highlight.score for c in answer.citations), default=0.0)
+def answer_support(answer) -> float:
+    """The score the no-answer rule compares: the best citation's support (Highlight.support)."""
+    return max((c.highlight.support for c in answer.citations), default=0.0)
 
 
 def rounded_mean(values: list) -> float:
