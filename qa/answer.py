@@ -243,14 +243,18 @@ def best_sentence(
     elif best > 0 and joins(best - 1, best):
         first = best - 1
     start, end = spans[first][0], spans[last][1]
-    in_passage = len(query_terms & set().union(*sentence_terms)) / len(query_terms) if query_terms else 0.0
-    return Highlight(passage[start:end], start, end, float(cosines[best]), in_passage)
+    share_in_passage = len(query_terms & set().union(*sentence_terms)) / len(query_terms) if query_terms else 0.0
+    return Highlight(passage[start:end], start, end, float(cosines[best]), share_in_passage)
+
+
+def best_support(citations: Sequence[Citation]) -> float:
+    """What the no-answer rule compares: the best citation's support (Highlight.support; 0 for none)."""
+    return max((c.highlight.support for c in citations), default=0.0)
 
 
 def answers_question(citations: Sequence[Citation], language: str) -> bool:
-    """The no-answer rule: some citation supports the question enough (Highlight.support)."""
-    threshold = NO_ANSWER_THRESHOLD_BY_LANGUAGE[language]
-    return any(c.highlight.support >= threshold for c in citations)
+    """The no-answer rule: some citation supports the question enough."""
+    return bool(citations) and best_support(citations) >= NO_ANSWER_THRESHOLD_BY_LANGUAGE[language]
 
 
 def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: Mapping[str, Document], *,

@@ -29,7 +29,6 @@ from .metrics import (
     METRIC_KS,
     MODES,
     answer_stats,
-    answer_support,
     hybrid_checks,
     metric_names,
     per_question_metrics,
@@ -44,5 +43,5 @@ __all__ = [
     "SWEEP_RRF_K", "SWEEP_WEIGHTS", "CachingEmbedder", "Dataset", "DatasetError", "Question", "Workspace",
     "answer_stats", "calibrate", "choose_threshold", "evaluate", "evaluate_followups", "load_conversations", "hybrid_checks", "load_dataset", "load_passages",
     "metric_names", "per_question_metrics", "plot", "rank_passages", "sweep", "sweep_grid", "to_markdown",
-    "answer_support", "write_outputs",
+    "write_outputs",
 ]

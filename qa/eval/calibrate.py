@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..answer import best_support
 from ..fusion import SearchSettings
 from .datasets import load_dataset, load_passages
-from .metrics import ASK_K, answer_support
+from .metrics import ASK_K
 from .workspace import Workspace, progress_bar, shared_workspace
 
 # Hand-written checks for the no-answer rule against the seed corpus (a Dutch article on the war
@@ -56,7 +57,7 @@ def calibrate(answerable: Sequence[str | Path], unanswerable: Sequence[str | Pat
         scores, found = {}, {}
         for label, qa in (("answerable", qa_pos), ("unanswerable", qa_neg)):
             answers = [qa.ask(q.text, k=ASK_K, settings=settings) for q in progress_bar(questions, f"ask ({label})", ws.progress)]
-            scores[label] = np.array([answer_support(a) for a in answers])
+            scores[label] = np.array([best_support(a.citations) for a in answers])
             found[label] = np.array([a.answer_found for a in answers], dtype=bool)
         threshold = choose_threshold(scores["answerable"], scores["unanswerable"])
         langs = np.array([q.lang for q in questions])
@@ -140,6 +141,6 @@ def _seed_checks(ws: Workspace, seeds: Path) -> list[dict]:
     checks = []
     for question, expected in SEED_CHECKS:
         answer = qa.ask(question, k=ASK_K)
-        checks.append({"question": question, "expected": expected, "score": round(answer_support(answer), 4),
+        checks.append({"question": question, "expected": expected, "score": round(best_support(answer.citations), 4),
                        "found": answer.answer_found, "ok": answer.answer_found == expected})
     return checks

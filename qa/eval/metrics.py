@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..answer import best_support
 from ..fusion import SearchSettings
 from .datasets import Question
 from .workspace import progress_bar
@@ -132,14 +133,14 @@ def answer_stats(qa, questions: Sequence[Question], settings: SearchSettings, pr
     """answer_found rate and answer-sentence accuracy per language, via qa.ask (hybrid).
 
     Returns:
-        (stats by "all" and language, each question's answer_support in question order).
+        (stats by "all" and language, each question's best_support in question order).
     """
     rows = []
     for q in progress_bar(questions, desc, progress):
         answer = qa.ask(q.text, k=ASK_K, settings=settings)
         cited = next((c for c in answer.citations if c.doc_id in q.gold), None)
         hit = bool(q.answer and cited and q.answer.casefold() in cited.highlight.text.casefold())
-        rows.append((q, answer.answer_found, cited is not None, hit, answer_support(answer)))
+        rows.append((q, answer.answer_found, cited is not None, hit, best_support(answer.citations)))
     groups: dict[str, list] = {"all": rows}
     for row in rows:
         groups.setdefault(row[0].lang, []).append(row)
@@ -156,11 +157,6 @@ def answer_stats(qa, questions: Sequence[Question], settings: SearchSettings, pr
             "answer_sentence_accuracy_when_cited": _ratio(sum(r[3] for r in cited), len(cited)),
         }
     return stats, [r[4] for r in rows]
-
-
-def answer_support(answer) -> float:
-    """The score the no-answer rule compares: the best citation's support (Highlight.support)."""
-    return max((c.highlight.support for c in answer.citations), default=0.0)
 
 
 def rounded_mean(values: list) -> float:
