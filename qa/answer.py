@@ -179,13 +179,17 @@ class Answer:
 
     @property
     def answer_citation(self) -> Citation | None:
-        """The citation whose highlighted sentence answers best (None when no answer was found).
+        """The citation that supports the question best (Highlight.support; None when no answer
+        was found): its highlight is the quoted answer.
 
         Citations stay in retrieval order; the passage ranked first need not hold the best sentence.
+        Choosing by support rather than the cosine alone put the answer string in the quoted
+        highlight more often on every set (xquad_nl nl 0.784 -> 0.810, en 0.726 -> 0.730, ntrex_nl
+        0.806 -> 0.809, tatoeba 0.903 -> 0.904; EVALUATION.md).
         """
         if not self.answer_found or not self.citations:
             return None
-        return max(self.citations, key=lambda c: (c.highlight.score, -c.n))
+        return max(self.citations, key=lambda c: (c.highlight.support, -c.n))
 
     def to_dict(self) -> dict:
         """The structure `qa ask --json` prints."""

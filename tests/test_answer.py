@@ -141,6 +141,8 @@ def test_no_answer_rule_is_per_question_language():
 def test_answer_citation_is_the_best_highlight_not_the_first_passage():
     answer = Answer("q", "nl", True, (_citation(1, 0.86), _citation(2, 0.91), _citation(3, 0.91)))
     assert answer.answer_citation.n == 2  # ties go to the earlier citation
+    # The passage that also holds the question's words supports it best.
+    assert Answer("q", "nl", True, (_citation(1, 0.91), _citation(2, 0.90, 0.5))).answer_citation.n == 2
     assert Answer("q", "nl", False, answer.citations).answer_citation is None
 
 
