@@ -171,6 +171,8 @@ class Encoders:
     def _openvino(self, file: Path, precision: str, threads: int, tokenizer):
         import openvino as ov
 
+        from qa.onnx_backend import FEATURES
+
         core = ov.Core()
         compiled = core.compile_model(core.read_model(str(file)), "CPU", {
             "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
@@ -179,7 +181,7 @@ class Encoders:
         inputs = [i.get_any_name() for i in compiled.inputs]
 
         def encode(q: str) -> np.ndarray:
-            features = dict(zip(("input_ids", "attention_mask", "token_type_ids"), tokenizer([q], self.prompt)[0]))
+            features = dict(zip(FEATURES, tokenizer([q], self.prompt)[0]))
             out = request.infer({k: np.array([features[k]], np.int64) for k in inputs})
             v = np.asarray(next(iter(out.values()))[0], np.float32)
             return v / np.linalg.norm(v)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundled_model import DEFAULT_MODEL, bundled_model_path, cache_root, model_source
+from .bundled_model import cache_root, model_source
 
 log = logging.getLogger("nieuws-qa.embedding")
 
@@ -44,6 +44,8 @@ VARIANTS = ("int8", "fp32")
 FIDELITY_BOUND = 0.99       # cosine to torch fp32, per question (BENCHMARKS.md "Query embedding backends")
 EXPORT_TIMEOUT_S = 900
 INFO_FILE = "export.json"
+# The tokenizer outputs an exported model may take, in TextTokenizer's order.
+FEATURES = ("input_ids", "attention_mask", "token_type_ids")
 # int8: every matrix product (MatMul) gets int8 weights with one scale per block of 128 along the
 # input dimension, and multiplies int8 activations quantised per block too (ONNX Runtime's
 # MatMulNBits, accuracy level 4, VNNI); the embedding tables get int4 with one scale per 32
@@ -124,7 +126,7 @@ class TextTokenizer:
         return cls(Tokenizer.from_str(backend.to_str()), int(st.max_seq_length or 512))
 
     def __call__(self, texts: list[str], prompt: str) -> list[tuple[list[int], list[int], list[int]]]:
-        """(input ids, attention mask, token type ids) per text."""
+        """(input ids, attention mask, token type ids) per text: FEATURES, in order."""
         return [(e.ids, e.attention_mask, e.type_ids) for e in self._tokenizer.encode_batch([prompt + t for t in texts])]
 
 
@@ -167,7 +169,7 @@ class OnnxQueryEncoder:
 
         def run(rows: range) -> None:
             for row in rows:
-                arrays = dict(zip(("input_ids", "attention_mask", "token_type_ids"), tokens[row]))
+                arrays = dict(zip(FEATURES, tokens[row]))
                 out[row] = self._session.run(None, {n: np.array([arrays[n]], np.int64) for n in self._inputs})[0][0]
 
         parts = [range(start, len(texts), workers) for start in range(min(workers, len(texts)))]
@@ -293,8 +295,7 @@ def export(name: str, folder: Path, variant: str, *, keep_intermediate: bool = F
     from .embedding import _prompts_for
 
     start = time.perf_counter()
-    path = str(bundled_model_path()) if name == DEFAULT_MODEL else name
-    st = SentenceTransformer(path, device="cpu")
+    st = SentenceTransformer(str(model_source(name)), device="cpu")
     pooling = _check_modules(st)
     prompt = _prompts_for(name, st.prompts)["query"]
     inner = st[0].auto_model
@@ -304,7 +305,7 @@ def export(name: str, folder: Path, variant: str, *, keep_intermediate: bool = F
     except (AttributeError, ValueError):
         pass
     sample = _tokenize(st, PROBES[0], prompt)
-    inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in sample]
+    inputs = [k for k in FEATURES if k in sample]
     if inputs[:2] != ["input_ids", "attention_mask"]:
         raise ExportError(f"the tokenizer gives {sorted(sample)}, not input_ids and attention_mask")
 
