@@ -82,7 +82,7 @@ def format_search(r: dict) -> str:
     lines += ["", ("QA.load and memory (MB, seconds; RSS excludes the model; heap = anonymous memory, mapped = "
                    "pages of the index files, which the kernel can drop and re-read)"), ""]
     head = ("chunks", "QA.load s", "of which sha256 s", "model load s", "RSS loaded", "RSS after queries",
-            "heap / mapped", "index MB on disk", "chunks.jsonl MB", "ask p50/p95 ms", "model MB", "rank_bm25 MB",
+            "heap / mapped", "index MB on disk", "chunks.jsonl MB", "ask p50/p95 ms (sentences stored / embedded)", "model MB", "rank_bm25 MB",
             "rank_bm25 build s")
     rows = []
     for n, s in r["sizes"].items():
@@ -91,7 +91,9 @@ def format_search(r: dict) -> str:
                      str(v["rss_loaded_mb"]), str(v["rss_after_queries_mb"]),
                      f"{v['rss_anon_after_queries_mb']} / {v['rss_file_after_queries_mb']}",
                      f"{v['index_disk_mb']:.0f}", f"{b['files_mb']['chunks.jsonl']:.0f}",
-                     f"{v['ask']['p50_ms']:.0f}/{v['ask']['p95_ms']:.0f}",
+                     f"{v['ask']['p50_ms']:.0f}/{v['ask']['p95_ms']:.0f} / "
+                     + (f"{v['ask_embedding_sentences']['p50_ms']:.0f}/{v['ask_embedding_sentences']['p95_ms']:.0f}"
+                        if "ask_embedding_sentences" in v else "-"),
                      str(v["model_rss_mb"]), str(rk.get("rank_bm25_rss_mb", "-")), str(rk.get("rank_bm25_build_s", "-"))))
     lines += grid(head, rows)
     e = r["embedding"]

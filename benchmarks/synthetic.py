@@ -18,6 +18,7 @@ import numpy as np
 from qa.chunking import Chunk
 from qa.corpus import Document
 from qa.lexical import Analyzer
+from qa.sentences import SentenceStore, quantise, sentence_key, sentence_spans
 
 from .measure import passages
 
@@ -98,6 +99,17 @@ def synthetic_chunks(terms_per_chunk: list[list[str]]) -> Iterator[Chunk]:
         doc, ordinal = divmod(i, CHUNKS_PER_DOC)
         yield Chunk(chunk_id=f"d{doc}#{ordinal}", doc_id=f"d{doc}", ordinal=ordinal, start=0, end=len(text),
                     text=text, lang="nl")
+
+
+def synthetic_sentences(chunks: list[Chunk], block: int = 1 << 20) -> SentenceStore:
+    """The stored sentence vectors of synthetic chunks: every sentence keyed as a build keys it
+    (qa/sentences.py), with clustered vectors made and quantised a block at a time."""
+    keys = np.unique(np.fromiter((sentence_key(c.text[a:b]) for c in chunks for a, b in sentence_spans(c.text)),
+                                 np.uint64))
+    vectors, scales = np.empty((len(keys), DIM), np.int8), np.empty(len(keys), np.float32)
+    for a in range(0, len(keys), block):
+        vectors[a:a + block], scales[a:a + block] = quantise(clustered_vectors(min(block, len(keys) - a), seed=SEED + 11 + a))
+    return SentenceStore(keys, vectors, scales)
 
 
 def synthetic_docs(n_chunks: int) -> Iterator[Document]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk, split_sentences
+from .chunking import Chunk
 from .conversation import context_questions
 from .corpus import Document
 from .embedding import Embedder, sentence_encoder
@@ -18,6 +18,7 @@ from .fusion import Hit
 from .lexical import Analyzer
 from .news import Filters
 from .query import Query
+from .sentences import SentenceStore, sentence_spans
 
 # A passage answers the question only if its support (Highlight.support) reaches this threshold,
 # per question language. The support is the best sentence's cosine to the question (e5 query and
@@ -202,12 +203,6 @@ class Answer:
         }
 
 
-def sentence_spans(passage: str) -> list[tuple[int, int]]:
-    """Sentence spans inside a passage (the whole passage if it has no sentence boundary)."""
-    spans = split_sentences(passage)
-    return spans or [(0, len(passage))]
-
-
 def expected_answer(question: str) -> str | None:
     """What the question word asks for: "number", "time", "name", "reason", or None."""
     return next((kind for kind, pattern in _EXPECTS if pattern.search(question)), None)
@@ -291,16 +286,18 @@ def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: M
 
 
 class SentenceVectors:
-    """Passage-side embeddings of sentences, for highlights, with a bounded LRU cache: popular
-    passages come back, and their sentences need not be embedded again. Thread-safe.
+    """Passage-side embeddings of sentences, for highlights: looked up in the index's stored
+    sentence vectors when it has them (sentences.py), else embedded, with a bounded LRU cache:
+    popular passages come back, and their sentences need not be embedded again. Thread-safe.
 
     Args:
         embedder: embeds the sentences as passages.
         size: how many sentence vectors to keep.
+        stored: the index's sentence vectors, if it was built with them.
     """
 
-    def __init__(self, embedder: Embedder, size: int = SENTENCE_CACHE_SIZE):
-        self.embedder, self.size = embedder, size
+    def __init__(self, embedder: Embedder, size: int = SENTENCE_CACHE_SIZE, stored: SentenceStore | None = None):
+        self.embedder, self.size, self.stored = embedder, size, stored
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -314,6 +311,11 @@ class SentenceVectors:
             for s in found:
                 self._cache.move_to_end(s)
         missing = [s for s in dict.fromkeys(sentences) if s not in found]
+        if missing and self.stored is not None:
+            rows = self.stored.rows(missing)
+            if (rows >= 0).any():
+                found.update(zip([s for s, r in zip(missing, rows) if r >= 0], self.stored.vectors_at(rows[rows >= 0])))
+                missing = [s for s, r in zip(missing, rows) if r < 0]
         if missing:
             found.update(zip(missing, sentence_encoder(self.embedder)(missing)))
             with self._lock:

@@ -57,14 +57,14 @@ class QA:
         # Fusion is a query-time setting, not part of the index: an index built before the
         # defaults were re-tuned gets the current ones.
         self.settings = settings or SearchSettings()
-        self._sentence_vectors = SentenceVectors(embedder)
+        self._sentence_vectors = SentenceVectors(embedder, stored=index.sentences)
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
     def build(cls, paths: Iterable[str | Path] = ("seeds",), index_dir: str | Path = "index", model: str | None = None,
               *, skip_bad: bool = False, progress: bool = False, chunking: ChunkSettings | None = None,
-              dense: str = "auto", embedder: Embedder | None = None) -> QA:
+              dense: str = "auto", embedder: Embedder | None = None, sentence_vectors: bool = False) -> QA:
         """Read a corpus, chunk, embed and index it, and write the index atomically.
 
         Args:
@@ -77,6 +77,9 @@ class QA:
             dense: the dense index kind: "flat" (exact), "hnsw" (approximate), or "auto" (flat
                 up to dense.HNSW_THRESHOLD chunks, hnsw above); recorded in the manifest.
             embedder: an already loaded embedder (overrides `model`).
+            sentence_vectors: also embed and keep every sentence, so an answer's highlights need
+                no embedding (`QA.ask` ~10x faster the first time a passage is cited; the build
+                embeds ~2x as long: BENCHMARKS.md); syncs keep them up to date.
 
         Raises:
             CorpusError: a corpus file is unreadable (and skip_bad is off), or there is none.
@@ -89,7 +92,7 @@ class QA:
             embedder = load_embedder(model)
         # A build is a sync that reuses nothing (sync.py): one way to write a generation.
         report = sync_corpus(paths, index_dir, embedder=embedder, chunking=chunking or ChunkSettings(), dense=dense,
-                             skip_bad=skip_bad, progress=progress, rebuild=True)
+                             skip_bad=skip_bad, progress=progress, rebuild=True, sentence_vectors=sentence_vectors)
         return cls._serve_written(report, index_dir, embedder)
 
     @classmethod
@@ -102,14 +105,16 @@ class QA:
     @classmethod
     def sync(cls, paths: Iterable[str | Path] = ("seeds",), index_dir: str | Path = "index", model: str | None = None,
              *, embedder: Embedder | None = None, skip_bad: bool = False, progress: bool = False,
-             dense: str | None = None, chunking: ChunkSettings | None = None) -> SyncReport:
+             dense: str | None = None, chunking: ChunkSettings | None = None,
+             sentence_vectors: bool | None = None) -> SyncReport:
         """Bring the index in line with the corpus: new and changed articles are chunked and
         embedded, unchanged chunks keep their vectors, vanished articles leave the index.
 
         A new generation is written and swapped in atomically, like a build; `QA.load` afterwards
         serves it. Another model or other chunking than the index's embeds everything again (the
-        report's `rebuilt` says why). Arguments as for `build`, except that `model`, `dense` and
-        `chunking` default to what the index was made with (sync.sync has the details).
+        report's `rebuilt` says why). Arguments as for `build`, except that `model`, `dense`,
+        `chunking` and `sentence_vectors` default to what the index was made with (sync.sync has
+        the details).
 
         Returns:
             What changed: documents added/changed/removed/unchanged, chunks embedded/reused/removed.
@@ -118,7 +123,7 @@ class QA:
             CorpusError, ModelError, IndexWriteError: as for `build`; the live index is unchanged.
         """
         return sync_corpus(paths, index_dir, model=model, embedder=embedder, chunking=chunking, dense=dense,
-                           skip_bad=skip_bad, progress=progress)
+                           skip_bad=skip_bad, progress=progress, sentence_vectors=sentence_vectors)
 
     @classmethod
     def add(cls, files: Iterable[str | Path], index_dir: str | Path = "index", *, embedder: Embedder | None = None,

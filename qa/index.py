@@ -14,6 +14,7 @@ A generation folder (see store.py for generations, CURRENT and the manifest) hol
     doc_days.npy, doc_publisher.npy, publishers.json, doc_minhash.npy, doc_cluster.npy
                                     per document: its days, publisher, MinHash signature and
                                     wire-copy cluster (news.py)
+    sentence_*.npy                  optional: every sentence's vector, by its text (sentences.py)
     manifest.json                   written last: model, chunking, analyzer, corpus, what the
                                     generation was derived from, checksums
 
@@ -41,6 +42,8 @@ from .news import FILES as NEWS_FILES
 from .news import DocNews, News
 from .news import write as write_news
 from .records import Documents, RawLines, Records, write_records
+from .sentences import FILES as SENTENCE_FILES
+from .sentences import SentenceStore
 from .terms import TermCounts
 
 CHUNKS_FILE, DOCS_FILE, VECTORS_FILE = "chunks.jsonl", "docs.jsonl", "vectors.npy"
@@ -62,6 +65,7 @@ class Generation:
     dense: DenseIndex
     bm25: BM25Index
     news: News | None = None   # None: written before the news tables existed (sync it to get them)
+    sentences: SentenceStore | None = None   # None: built without sentence vectors
 
     @classmethod
     def open(cls, folder: Path, manifest: dict, *, index_dir: str | Path | None = None) -> Generation:
@@ -91,7 +95,7 @@ class Generation:
         news = None
         if has_news(manifest):
             news = News.load(folder, np.load(folder / DOC_ROWS_FILE, allow_pickle=False))
-        return cls(folder, manifest, chunks, docs, vectors, dense, bm25, news)
+        return cls(folder, manifest, chunks, docs, vectors, dense, bm25, news, open_sentences(folder, manifest))
 
     @property
     def analyzer(self) -> Analyzer:
@@ -107,6 +111,7 @@ class Generation:
             "chunking": m["chunking"], "analyzer": m["analyzer"], "fusion": fusion,
             "dense": self.dense.describe(), "corpus": m["corpus"], "derived": m.get("derived", {}),
             "news": self.news.summary(lambda i: self.docs.records[i].doc_id) if self.news else None,
+            "sentences": m.get("sentences"),
         }
 
 
@@ -135,14 +140,16 @@ class DocEntry:
 def write_generation(index_dir: Path, *, chunks: Iterable[Chunk | RawLines], docs: Iterable[DocEntry],
                      vectors: np.ndarray, chunk_sha256: np.ndarray, terms: TermCounts, dense: DenseIndex,
                      bm25: BM25Index, model: dict, chunking: ChunkSettings, analyzer: Analyzer, corpus: dict,
-                     text_of: Callable[[str], str], derived: dict | None = None) -> Path:
+                     text_of: Callable[[str], str], derived: dict | None = None,
+                     sentences: SentenceStore | None = None) -> Path:
     """Write an index generation (tables, vectors, both indexes, what a sync reuses, manifest)
     and make it live.
 
     Row i of `chunks`, `vectors`, `chunk_sha256`, `terms`, `dense` and `bm25` is the same chunk;
     `model` is the embedder's identity; `corpus` what it was built from ({"paths", "files"});
     `derived` how (from which generation, by which operation); `text_of(doc_id)` an article's text
-    (to check wire-copy candidates exactly, news.py). Returns the generation's folder.
+    (to check wire-copy candidates exactly, news.py); `sentences` the vectors of the chunks'
+    sentences, if the index keeps them. Returns the generation's folder.
 
     Raises:
         ValueError: the tables and indexes disagree on the number of chunks, or two documents
@@ -172,7 +179,8 @@ def write_generation(index_dir: Path, *, chunks: Iterable[Chunk | RawLines], doc
             np.save(folder / name, array, allow_pickle=False)
             rows[name] = len(array)
         for written in (dense.save(folder), bm25.save(folder), terms.save(folder),
-                        write_news(folder, [d.doc_id for d in docs], [d.news for d in docs], text_of)):
+                        write_news(folder, [d.doc_id for d in docs], [d.news for d in docs], text_of),
+                        sentences.save(folder) if sentences is not None else []):
             rows.update({f: None for f in written})
         return rows
 
@@ -184,6 +192,7 @@ def write_generation(index_dir: Path, *, chunks: Iterable[Chunk | RawLines], doc
         "corpus": corpus,
         "derived": derived or {},
         "counts": {"documents": len(docs), "chunks": n},
+        **({"sentences": sentences.describe()} if sentences is not None else {}),
     }
     return store.write_index(index_dir, write_files, manifest)
 
@@ -208,6 +217,7 @@ class LiveRows:
     doc_rows: np.ndarray | None
     terms: TermCounts | None
     news: News | None = None   # None: written before the news tables (computed again by a sync)
+    sentences: SentenceStore | None = None   # None: kept without sentence vectors
 
     def dense(self) -> DenseIndex:
         """The dense index (checksummed) read into memory, not mapped, so a sync may grow its graph.
@@ -268,7 +278,19 @@ def _open_rows(folder: Path, manifest: dict) -> LiveRows:
     if same_analysis and CHUNK_SHA_FILE in files:
         terms = TermCounts.load(folder, BM25Index.load(folder).terms, n)
     news = News.load(folder, doc_rows, signatures=True) if has_news(manifest) else None
-    return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms, news)
+    return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms, news,
+                    open_sentences(folder, manifest))
+
+
+def open_sentences(folder: Path, manifest: dict) -> SentenceStore | None:
+    """A generation's stored sentence vectors, or None if it was built without them."""
+    if not all(name in manifest.get("files", {}) for name in SENTENCE_FILES):
+        return None
+    kept = SentenceStore.load(folder)
+    if len(kept) != manifest.get("sentences", {}).get("count"):
+        raise IndexCorruptError(f"the sentence vectors in {folder} are not the ones its manifest records; "
+                                "rebuild with `qa build`")
+    return kept
 
 
 def has_news(manifest: dict) -> bool:

@@ -19,6 +19,7 @@ from .index import DocEntry, LiveRows, chunk_sha256
 from .language import detect_language
 from .lexical import Analyzer
 from .news import DocNews
+from .sentences import SentenceStore
 from .terms import TermCounts
 
 # Texts per encode call, longest first: the embedder's lock is released between calls, so a
@@ -213,6 +214,23 @@ class NewRows:
         out[self.new_rows[~reused]] = embedded[fresh]
         return out
 
+    def sentences_missing(self) -> list[str]:
+        """The distinct sentences of the new rows the live generation has no stored vector of: those
+        of new chunks, or of every chunk when the live index kept none."""
+        kept = self.live.sentences if self.live is not None else None
+        if kept is None:
+            old = (self.live.chunks[i].text for kind, a, b in self.parts if kind == "old" for i in range(a, b))
+            return SentenceStore.empty(0).missing([*old, *(c.text for c in self.new_chunks)])
+        return kept.missing(c.text for c in self.new_chunks)
+
+    def sentences(self, embedder: Embedder | None, missing: list[str], progress: bool) -> SentenceStore:
+        """The sentence vectors of the new generation: the live store plus `missing` embedded."""
+        kept = self.live.sentences if self.live is not None else None
+        if not missing:
+            return kept if kept is not None else SentenceStore.empty(self.live.vectors.shape[1] if self.live else 0)
+        new = SentenceStore.of(missing, embed_texts(embedder, missing, progress, unit="sentence"))
+        return kept.merged(new) if kept is not None else new
+
     def terms(self) -> TermCounts:
         """Every row's term counts: copied from the live index, or analysed (all of them, when the
         live index analysed its text another way)."""
@@ -244,7 +262,7 @@ class NewRows:
                 yield from self.new_chunks[a:b]
 
 
-def embed_texts(embedder: Embedder, texts: list[str], progress: bool) -> np.ndarray:
+def embed_texts(embedder: Embedder, texts: list[str], progress: bool, *, unit: str = "chunk") -> np.ndarray:
     """Embed passages in groups of EMBED_GROUP, longest first (see EMBED_GROUP).
 
     Returns:
@@ -256,7 +274,7 @@ def embed_texts(embedder: Embedder, texts: list[str], progress: bool) -> np.ndar
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(texts), unit="chunk", desc="embedding")
+        bar = tqdm(total=len(texts), unit=unit, desc=f"embedding {unit}s")
     for g in range(0, len(order), EMBED_GROUP):
         group = order[g:g + EMBED_GROUP]
         out[group] = embedder.encode_passages([texts[i] for i in group])

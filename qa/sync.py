@@ -54,11 +54,12 @@ class SyncReport:
     written: bool = True        # False: the index was up to date, nothing was written
     # Articles read by this sync whose date could not be read: (doc_id, the date as given).
     bad_dates: tuple[tuple[str, str], ...] = ()
+    sentences: dict[str, int] | None = None   # stored sentence vectors: embedded, total (None: none kept)
 
     def to_dict(self) -> dict:
         return {"documents": dict(self.documents), "chunks": dict(self.chunks), "seconds": round(self.seconds, 3),
                 "index": self.index, "rebuilt": self.rebuilt, "dense": self.dense, "written": self.written,
-                "bad_dates": [{"doc_id": d, "date": v} for d, v in self.bad_dates]}
+                "bad_dates": [{"doc_id": d, "date": v} for d, v in self.bad_dates], "sentences": self.sentences}
 
     def summary(self) -> str:
         """One line for people."""
@@ -72,9 +73,11 @@ class SyncReport:
             shown = ", ".join(f"{d} ({v!r})" for d, v in self.bad_dates[:5])
             dates = (f"; {len(self.bad_dates)} with a date that cannot be read, left out of date filters: {shown}"
                      + (" …" if len(self.bad_dates) > 5 else ""))
+        sentences = (f"; sentence vectors: {self.sentences['embedded']} embedded, {self.sentences['total']} in all"
+                     if self.sentences else "")
         return (f"documents: {d['added']} added, {d['changed']} changed, {d['removed']} removed, {d['unchanged']} "
                 f"unchanged{kept}; chunks: {c['embedded']} embedded, {c['reused']} reused, {c['removed']} removed, "
-                f"{c['total']} in all ({self.seconds:.1f} s){why}{dates}")
+                f"{c['total']} in all{sentences} ({self.seconds:.1f} s){why}{dates}")
 
 
 class _Live:
@@ -87,6 +90,7 @@ class _Live:
         self.model = model  # the model to embed with: as asked, else the live index's
         self.why_not: str | None = "asked to rebuild" if rebuild else None
         self.dense_request = "auto"
+        self.sentences = False  # whether the live index keeps sentence vectors (sentences.py)
         try:
             rows = open_rows(index_dir)
         except IndexMissingError:
@@ -98,6 +102,7 @@ class _Live:
             self.name = rows.folder.name
             self.model = model or recorded["model"]["name"]
             self.dense_request = recorded.get("derived", {}).get("dense", "auto")
+            self.sentences = "sentences" in recorded
             chunking = chunking or ChunkSettings(**recorded["chunking"])
             wanted = embedder.identity.to_dict() if embedder else {"name": model} if model else None
             if chunking.to_dict() != recorded["chunking"]:
@@ -156,7 +161,8 @@ class _Live:
 
 def sync(paths: Iterable[str | Path], index_dir: str | Path = "index", *, model: str | None = None,
          embedder: Embedder | None = None, chunking: ChunkSettings | None = None, dense: str | None = None,
-         skip_bad: bool = False, progress: bool = False, rebuild: bool = False) -> SyncReport:
+         skip_bad: bool = False, progress: bool = False, rebuild: bool = False,
+         sentence_vectors: bool | None = None) -> SyncReport:
     """Make the index hold exactly the articles under `paths`, reusing what it can.
 
     Args:
@@ -171,6 +177,8 @@ def sync(paths: Iterable[str | Path], index_dir: str | Path = "index", *, model:
             that cannot be read completely are kept as they were (`documents["kept"]`).
         progress: show a progress bar while embedding.
         rebuild: reuse nothing (what `QA.build` does).
+        sentence_vectors: keep every sentence's vector, so answers need no embedding for their
+            highlights (sentences.py); default: as the index does (a new index: no).
 
     Returns:
         The report; `QA.load(index_dir)` serves the result.
@@ -197,7 +205,8 @@ def sync(paths: Iterable[str | Path], index_dir: str | Path = "index", *, model:
 
         record = {"paths": [str(p) for p in paths], "files": corpus.files}
         report = _update(Path(index_dir), live, plan, record=record, by="build" if rebuild else "sync",
-                         embedder=embedder, dense=dense, progress=progress, start=start)
+                         embedder=embedder, dense=dense, sentence_vectors=sentence_vectors, progress=progress,
+                         start=start)
     if corpus.skipped and report.rebuilt and not rebuild and live.name is not None:
         warnings.warn("the index was rebuilt, so indexed articles of files that could not be read were not kept: "
                       f"{', '.join(sorted(corpus.skipped)[:5])}", CorpusWarning)
@@ -293,21 +302,26 @@ def _editable(index_dir: Path, embedder: Embedder | None, *, must_exist: bool = 
 
 
 def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, record: dict, by: str, start: float,
-            embedder: Embedder | None = None, dense: str | None = None, progress: bool = False, **details) -> SyncReport:
+            embedder: Embedder | None = None, dense: str | None = None, sentence_vectors: bool | None = None,
+            progress: bool = False, **details) -> SyncReport:
     """Plan, embed what is new, and write the generation (or nothing, when nothing changed)."""
+    keep_sentences = live.sentences if sentence_vectors is None else sentence_vectors
     rows = NewRows(plan(live), live.rows, live.ids, live.chunking)
-    if rows.texts_to_embed and embedder is None:
+    missing = rows.sentences_missing() if keep_sentences else []
+    if (rows.texts_to_embed or missing) and embedder is None:
         embedder = load_embedder(live.model)
         if live.rows is not None and embedder.identity.to_dict() != live.rows.manifest["model"]:
             live.refuse(f"model changed from {live.rows.manifest['model']} to {embedder.identity.to_dict()}")
             rows = NewRows(plan(live), None, [], live.chunking)
+            missing = rows.sentences_missing() if keep_sentences else []
     request = dense or live.dense_request
     documents, chunks = rows.documents(), rows.counts()
-    if (rows.unchanged() and record == live.rows.manifest["corpus"]
+    if (rows.unchanged() and record == live.rows.manifest["corpus"] and keep_sentences == live.sentences
             and request == live.dense_request and _kind(request, rows.n) == live.rows.manifest["dense"]["kind"]):
         return SyncReport(documents, chunks, time.perf_counter() - start, str(live.rows.folder), dense="unchanged",
                           written=False)
     vectors = rows.vectors(embedder, progress)
+    sentences = rows.sentences(embedder, missing, progress) if keep_sentences else None
     terms = rows.terms().renumbered()
     dense_index, dense_note = _dense(live.rows, request, vectors, rows)
     folder = write_generation(
@@ -315,9 +329,11 @@ def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, reco
         dense=dense_index, bm25=terms.bm25(), model=embedder.identity.to_dict() if embedder else live.rows.manifest["model"],
         chunking=live.chunking, analyzer=Analyzer(), corpus=record, text_of=rows.text_of,
         derived={"from": live.name, "by": by, "dense": request, **details, "documents": documents, "chunks": chunks},
+        sentences=sentences,
     )
     return SyncReport(documents, chunks, time.perf_counter() - start, str(folder), live.why_not, dense_note,
-                      bad_dates=rows.bad_dates())
+                      bad_dates=rows.bad_dates(),
+                      sentences={"embedded": len(missing), "total": len(sentences)} if sentences is not None else None)
 
 
 def _kind(request: str, n: int) -> str:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SEEDS
 
 from qa.cli import main
 
@@ -88,3 +89,26 @@ def test_the_highlight_is_the_sentence_that_answers(seed_qa):
         best = answer.answer_citation
         assert answer.answer_found and "Daarvoor zouden de leiders van voormalige Sovjetlanden zijn uitgenodigd" in best.highlight.text
         assert best.text[best.highlight.start:best.highlight.end] == best.highlight.text
+
+
+def test_stored_sentence_vectors_answer_as_embedded_ones(tmp_path, real_embedder, seed_qa, monkeypatch):
+    """An index built with --sentence-vectors highlights what embedding the sentences at question
+    time highlights, and asking embeds no sentence."""
+    from qa import QA
+
+    questions = ("Who was invited to Putin's birthday gathering?", "Hoeveel vierkante kilometer is bevrijd?",
+                 "Wat zei Loekasjenko over Poetin?")
+    embedded = [seed_qa.ask(q) for q in questions]
+    assert main(["build", str(SEEDS), "--index", str(tmp_path / "index"), "--sentence-vectors"]) == 0
+    qa = QA.load(tmp_path / "index", embedder=real_embedder)
+    assert len(qa.index.sentences) > len(qa.chunks)
+
+    def refuse(texts, **_):
+        raise AssertionError(f"embedded {texts!r}")
+
+    monkeypatch.setattr(real_embedder, "encode_sentences", refuse)
+    monkeypatch.setattr(real_embedder, "encode_passages", refuse)
+    for question, before in zip(questions, embedded):
+        stored = qa.ask(question)
+        assert [c.highlight.text for c in stored.citations] == [c.highlight.text for c in before.citations]
+        assert stored.answer_found == before.answer_found
