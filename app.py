@@ -584,14 +584,18 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
 
     outputs = [ui.chatbot, ui.sources, ui.asked, streaming, ui.again, ui.retry]
     # Queued, unlike the plain chat's show_question: Gradio shows a gr.Warning only from the queue.
-    for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot, streaming], [ui.box, ui.chatbot, ui.pending, streaming],
-                                  api_visibility="private"),
-                    ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot, streaming],
-                                                      [ui.box, ui.chatbot, ui.pending, streaming], api_visibility="private")):
-        trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private")
-    ui.again.click(show_again, [ui.retry, ui.chatbot, streaming], [ui.chatbot, ui.redo, ui.again, streaming],
-                   api_visibility="private").then(
-        answer_again, [ui.redo, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private")
+    turns = [trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private")
+             for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot, streaming],
+                                           [ui.box, ui.chatbot, ui.pending, streaming], api_visibility="private"),
+                             ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot, streaming],
+                                                               [ui.box, ui.chatbot, ui.pending, streaming],
+                                                               api_visibility="private"))]
+    turns.append(ui.again.click(show_again, [ui.retry, ui.chatbot, streaming], [ui.chatbot, ui.redo, ui.again, streaming],
+                                api_visibility="private").then(
+        answer_again, [ui.redo, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private"))
+    # Clearing the chat stops a turn still being written (its stream would put the cleared
+    # messages back) and frees the tab for the next question.
+    ui.chatbot.clear(lambda: False, None, streaming, cancels=turns, api_visibility="private")
 
 
 CSS = """
@@ -696,8 +700,13 @@ def build_app(qa: QA | LiveQA | RemoteQA, *, upload_to: str | Path | None = None
     live = qa if isinstance(qa, LiveQA) else _Remote(qa) if isinstance(qa, RemoteQA) else LiveQA(qa)
 
     def ask(question: str) -> str:
-        """Answer a question; returns the chat message (HTML)."""
-        return answer_markdown(live.get(), question)[0]
+        """Answer a question; returns the chat message (HTML): with a model, the chat's last
+        message of the turn, the checked written answer (or why it could not be verified) above
+        the verbatim one."""
+        if generator is None:
+            return answer_markdown(live.get(), question)[0]
+        *_, (chat, _) = stream_written_answer(live.get(), generator, question, [])
+        return chat[-1]["content"]
 
     def publisher_choices():
         # The live index's publishers, read when a page loads (a sync may have added some).

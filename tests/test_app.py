@@ -260,3 +260,35 @@ def test_served_app_answers_through_gradio_client(seed_qa):
         refused = client.predict("x" * (MAX_QUESTION_CHARS + 1), api_name="/ask")
         assert "too long" in refused and "<mark>" not in refused
         client.close()
+
+
+class Replies:
+    """A Generator that writes the next of its replies for each question."""
+
+    model = "scripted"
+
+    def __init__(self, *replies: str):
+        self.replies = list(replies)
+
+    def stream(self, messages):
+        yield self.replies.pop(0)
+
+
+@pytest.mark.model
+def test_the_api_of_an_app_with_a_model_answers_with_the_check(seed_qa):
+    """/ask of an app that writes answers returns the chat's final message: the written answer,
+    checked, above the verbatim one."""
+    from gradio_client import Client
+
+    n = next(c.n for c in seed_qa.ask(NL_Q).citations if "400 vierkante kilometer" in c.text)
+    right = f"In minder dan een week is al ruim 400 vierkante kilometer gebied bevrijd [{n}]."
+    wrong = f"In minder dan een week is al ruim 4000 vierkante kilometer gebied bevrijd [{n}]."
+    with serve(seed_qa, generator=Replies(right, wrong)) as url:
+        client = Client(url, verbose=False)
+        checked, flagged = client.predict(NL_Q, api_name="/ask"), client.predict(NL_Q, api_name="/ask")
+        client.close()
+    assert "nqa-verified" in checked and right.split(" [")[0] in html.unescape(checked)
+    assert "nqa-unverified" in flagged and "kon niet worden geverifieerd" in html.unescape(flagged)
+    assert "“4000”" in html.unescape(flagged)
+    for message in (checked, flagged):
+        assert "nqa-checking" not in message and any("400 vierkante kilometer" in m for m in marks(message))

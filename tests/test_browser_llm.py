@@ -258,3 +258,25 @@ def test_a_failing_model_server_leaves_the_verbatim_answer_and_says_why(browser,
             assert_browser_stayed_home(browser, app_url)
     assert not any("example.com" in u for u in browser.requests)
     assert_only_local(connections, app_url, llm_url)
+
+
+# ------------------------------------------------------------------ (d) the chat cleared while a model writes
+
+def test_clearing_the_chat_stops_the_answer_being_written(browser, seed_qa):  # noqa: F811
+    nl = seed_qa.ask(NL_Q)
+    right = f"In minder dan een week is al ruim 400 vierkante kilometer gebied bevrijd [{citation_number(nl, '400 vierkante')}]."
+    with scripted_server("slow", right, 0.15) as (llm_url, llm):
+        with serve(seed_qa, generator=OpenAIGenerator(llm_url, "scripted-7b", timeout=30)) as app_url:
+            browser.page.goto(app_url)
+            answer = browser.ask(NL_Q)
+            sync_api.expect(answer.locator(".nqa-checking .nqa-written-text")).to_contain_text("In minder")
+            browser.page.locator("#nqa-chat").get_by_role("button", name="Clear").click()
+            chat = browser.page.locator("#nqa-chat .message-row")
+            sync_api.expect(chat).to_have_count(0)
+            browser.page.wait_for_timeout(3_000)  # the rest of the reply would have streamed in by now
+            sync_api.expect(chat).to_have_count(0)
+            # The tab is free again: the next question is answered, not refused as "still being written".
+            llm.mode = ("reply", right)
+            verdict = wait_for_verdict(browser.ask(NL_Q))
+            assert "nqa-verified" in verdict.get_attribute("class")
+            assert browser.page.locator("#nqa-chat .user-row").count() == 1
