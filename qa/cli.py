@@ -165,13 +165,13 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args) -> int:
     from .api import QA
 
+    if args.shards is not None and args.sentence_vectors:
+        raise QAError("--sentence-vectors is not available with --shards yet; build without it")
     if args.shards is not None or args.ray is not None or _is_shard_root(args.index):
         from .scale import commands
 
         if args.shards is None and _is_shard_root(args.index):
             raise QAError(f"{args.index} holds shards; build them again with --shards N, or give another --index")
-        if args.shards is not None and args.sentence_vectors:
-            raise QAError("--sentence-vectors is not available with --shards yet; build without it")
         embedder = commands.ray_embedder(args, [Path(args.index)], sync=False) if args.ray is not None else None
         if args.shards is not None:
             report = commands.build_shards(args, embedder)

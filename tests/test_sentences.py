@@ -100,6 +100,20 @@ def test_a_sync_embeds_only_new_sentences_and_keeps_the_rest(tmp_path, news_dir)
     assert QA.load(index, embedder=e).index.sentences is None and e.texts == []
     QA.sync([news_dir], index, embedder=e, sentence_vectors=True)
     assert len(QA.load(index, embedder=e).index.sentences) == len(before) + 2
+    # `qa add` keeps them up to date too.
+    extra = news_dir.parent / "extra.txt"
+    extra.write_text("date 2023-05 Het kabinet viel op vrijdag. Niemand had het zien aankomen.", encoding="utf-8")
+    assert QA.add([extra], index, embedder=e).sentences["embedded"] == 2
+    after = QA.load(index, embedder=e)
+    assert after.index.sentences.rows(["Het kabinet viel op vrijdag.", "Niemand had het zien aankomen."]).min() >= 0
+
+
+def test_shards_refuse_sentence_vectors_with_a_clear_message(tmp_path, news_dir, capsys):
+    from qa.cli import main
+
+    assert main(["build", str(news_dir), "--index", str(tmp_path / "root"), "--shards", "2", "--sentence-vectors"]) != 0
+    assert "--sentence-vectors is not available with --shards" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
 
 
 def test_damaged_sentence_vectors_are_reported(tmp_path, news_dir):
