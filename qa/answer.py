@@ -287,7 +287,8 @@ def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: M
 
 class SentenceVectors:
     """Passage-side embeddings of sentences, for highlights: looked up in the index's stored
-    sentence vectors when it has them (sentences.py), else embedded, with a bounded LRU cache:
+    sentence vectors when it has them (sentences.py; made by the build's passage encoder), else
+    embedded (`embedding.sentence_encoder`), with a bounded LRU cache:
     popular passages come back, and their sentences need not be embedded again. Thread-safe.
 
     Args:

@@ -44,4 +44,5 @@ class SyncError(QAError):
 
 
 class RebuildWarning(UserWarning):
-    """A sync cannot reuse the live index (damaged, another model or chunking) and embeds everything."""
+    """A sync cannot reuse the live index (damaged, another model or chunking) and embeds everything,
+    or cannot reuse its stored sentence vectors (damaged) and embeds those again."""

@@ -26,6 +26,7 @@ the BM25 index is the same chunk. The last four kinds of files are what a sync r
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from . import store
 from .chunking import Chunk, ChunkSettings
 from .corpus import Document, corpus_files
 from .dense import ROWS_FILE, DenseIndex
-from .errors import IndexCorruptError, IndexFormatError, QAError
+from .errors import IndexCorruptError, IndexFormatError, QAError, RebuildWarning
 from .lexical import Analyzer, BM25Index
 from .news import FILES as NEWS_FILES
 from .news import DocNews, News
@@ -249,7 +250,8 @@ def chunk_sha256(text: str) -> bytes:
 
 
 def _open_rows(folder: Path, manifest: dict) -> LiveRows:
-    _verify(folder, manifest, lambda name: not name.startswith(("dense", "bm25_")) or name == "bm25_vocab.json")
+    _verify(folder, manifest, lambda name: (not name.startswith(("dense", "bm25_", "sentence_"))
+                                            or name == "bm25_vocab.json"))
     chunks, docs = Records(folder / CHUNKS_FILE, Chunk), Records(folder / DOCS_FILE, Document)
     files = manifest["files"]
 
@@ -279,18 +281,41 @@ def _open_rows(folder: Path, manifest: dict) -> LiveRows:
         terms = TermCounts.load(folder, BM25Index.load(folder).terms, n)
     news = News.load(folder, doc_rows, signatures=True) if has_news(manifest) else None
     return LiveRows(folder, manifest, chunks, docs, vectors, sha, doc_sha, doc_rows, terms, news,
-                    open_sentences(folder, manifest))
+                    _live_sentences(folder, manifest))
 
 
 def open_sentences(folder: Path, manifest: dict) -> SentenceStore | None:
-    """A generation's stored sentence vectors, or None if it was built without them."""
-    if not all(name in manifest.get("files", {}) for name in SENTENCE_FILES):
+    """A generation's stored sentence vectors, or None if it was built without them.
+
+    Raises:
+        IndexCorruptError: they are not the ones its manifest records.
+    """
+    if not has_sentences(manifest):
         return None
     kept = SentenceStore.load(folder)
-    if len(kept) != manifest.get("sentences", {}).get("count"):
+    recorded = manifest.get("sentences", {})
+    if len(kept) != recorded.get("count") or kept.vectors.shape[1] != manifest["model"]["dim"]:
         raise IndexCorruptError(f"the sentence vectors in {folder} are not the ones its manifest records; "
-                                "rebuild with `qa build`")
+                                "rebuild with `qa build --sentence-vectors`")
     return kept
+
+
+def _live_sentences(folder: Path, manifest: dict) -> SentenceStore | None:
+    """What a sync reuses of the live sentence vectors: None when it kept none, or when they are
+    damaged (said in a warning; the sync then embeds them all again, nothing else)."""
+    try:
+        _verify(folder, manifest, lambda name: name in SENTENCE_FILES)
+        return open_sentences(folder, manifest)
+    except IndexCorruptError as exc:
+        if has_sentences(manifest):
+            warnings.warn(f"the stored sentence vectors cannot be reused, so they are embedded again: {exc}",
+                          RebuildWarning)
+        return None
+
+
+def has_sentences(manifest: dict) -> bool:
+    """Whether a generation keeps its sentences' vectors (sentences.py)."""
+    return "sentences" in manifest and all(name in manifest.get("files", {}) for name in SENTENCE_FILES)
 
 
 def has_news(manifest: dict) -> bool:

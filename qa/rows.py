@@ -19,7 +19,7 @@ from .index import DocEntry, LiveRows, chunk_sha256
 from .language import detect_language
 from .lexical import Analyzer
 from .news import DocNews
-from .sentences import SentenceStore
+from .sentences import SentenceStore, distinct_sentences
 from .terms import TermCounts
 
 # Texts per encode call, longest first: the embedder's lock is released between calls, so a
@@ -220,14 +220,14 @@ class NewRows:
         kept = self.live.sentences if self.live is not None else None
         if kept is None:
             old = (self.live.chunks[i].text for kind, a, b in self.parts if kind == "old" for i in range(a, b))
-            return SentenceStore.empty(0).missing([*old, *(c.text for c in self.new_chunks)])
+            return distinct_sentences([*old, *(c.text for c in self.new_chunks)])
         return kept.missing(c.text for c in self.new_chunks)
 
     def sentences(self, embedder: Embedder | None, missing: list[str], progress: bool) -> SentenceStore:
         """The sentence vectors of the new generation: the live store plus `missing` embedded."""
         kept = self.live.sentences if self.live is not None else None
         if not missing:
-            return kept if kept is not None else SentenceStore.empty(self.live.vectors.shape[1] if self.live else 0)
+            return kept if kept is not None else SentenceStore.empty(embedder.dim if embedder else self.live.vectors.shape[1])
         new = SentenceStore.of(missing, embed_texts(embedder, missing, progress, unit="sentence"))
         return kept.merged(new) if kept is not None else new
 

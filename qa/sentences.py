@@ -32,7 +32,8 @@ from .errors import IndexCorruptError
 
 KEYS_FILE, VECTORS_FILE, SCALES_FILE = "sentence_keys.npy", "sentence_vectors.npy", "sentence_scales.npy"
 FILES = (KEYS_FILE, VECTORS_FILE, SCALES_FILE)
-# Rows copied per step when a sync merges the live store with new sentences (bounded memory).
+# Rows copied per step when a sync merges the live (mapped) store with new sentences: the new
+# store is built in memory, the old one is read a block at a time.
 MERGE_BLOCK = 1 << 16
 
 
@@ -41,6 +42,11 @@ def sentence_spans(passage: str) -> list[tuple[int, int]]:
     candidates of its highlight, and what a store holds a vector of."""
     spans = split_sentences(passage)
     return spans or [(0, len(passage))]
+
+
+def distinct_sentences(texts: Iterable[str]) -> list[str]:
+    """The sentences of these passages, each once, in order of appearance."""
+    return list(dict.fromkeys(text[a:b] for text in texts for a, b in sentence_spans(text)))
 
 
 def sentence_key(text: str) -> int:
@@ -88,10 +94,11 @@ class SentenceStore:
         try:
             keys, vectors, scales = (np.load(folder / name, allow_pickle=False, mmap_mode="r") for name in FILES)
         except (ValueError, OSError, EOFError) as exc:
-            raise IndexCorruptError(f"cannot read the sentence vectors in {folder} ({exc}); rebuild with `qa build`") from exc
+            raise IndexCorruptError(f"cannot read the sentence vectors in {folder} ({exc}); "
+                                    "rebuild with `qa build --sentence-vectors`") from exc
         if not (keys.dtype == np.uint64 and vectors.dtype == np.int8 and scales.dtype == np.float32
-                and vectors.ndim == 2 and len(keys) == len(vectors) == len(scales)):
-            raise IndexCorruptError(f"the sentence vector files in {folder} disagree; rebuild with `qa build`")
+                and keys.ndim == scales.ndim == 1 and vectors.ndim == 2 and len(keys) == len(vectors) == len(scales)):
+            raise IndexCorruptError(f"the sentence vector files in {folder} disagree; rebuild with `qa build --sentence-vectors`")
         return cls(keys, vectors, scales)
 
     def save(self, folder: Path) -> list[str]:
@@ -120,10 +127,9 @@ class SentenceStore:
 
     def missing(self, texts: Iterable[str]) -> list[str]:
         """The distinct sentences of these passages that are not stored."""
-        todo = dict.fromkeys(text[a:b] for text in texts for a, b in sentence_spans(text))
-        if not todo:
-            return []
-        sentences = list(todo)
+        sentences = distinct_sentences(texts)
+        if not len(self) or not sentences:
+            return sentences
         return [s for s, row in zip(sentences, self.rows(sentences)) if row < 0]
 
     def merged(self, new: SentenceStore) -> SentenceStore:
@@ -131,6 +137,8 @@ class SentenceStore:
         read in blocks, in file order, into the new store's arrays."""
         if not len(new):
             return self
+        if not len(self):
+            return new
         keys = np.concatenate([np.asarray(self.keys), new.keys])
         order = np.argsort(keys, kind="stable")
         vectors = np.empty((len(keys), new.vectors.shape[1]), np.int8)

@@ -102,7 +102,7 @@ class _Live:
             self.name = rows.folder.name
             self.model = model or recorded["model"]["name"]
             self.dense_request = recorded.get("derived", {}).get("dense", "auto")
-            self.sentences = "sentences" in recorded
+            self.sentences = "sentences" in recorded  # kept even when their files are damaged
             chunking = chunking or ChunkSettings(**recorded["chunking"])
             wanted = embedder.identity.to_dict() if embedder else {"name": model} if model else None
             if chunking.to_dict() != recorded["chunking"]:
@@ -316,10 +316,11 @@ def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, reco
             missing = rows.sentences_missing() if keep_sentences else []
     request = dense or live.dense_request
     documents, chunks = rows.documents(), rows.counts()
-    if (rows.unchanged() and record == live.rows.manifest["corpus"] and keep_sentences == live.sentences
+    if (rows.unchanged() and record == live.rows.manifest["corpus"] and keep_sentences == (live.rows.sentences is not None)
             and request == live.dense_request and _kind(request, rows.n) == live.rows.manifest["dense"]["kind"]):
+        kept = live.rows.sentences
         return SyncReport(documents, chunks, time.perf_counter() - start, str(live.rows.folder), dense="unchanged",
-                          written=False)
+                          written=False, sentences={"embedded": 0, "total": len(kept)} if kept is not None else None)
     vectors = rows.vectors(embedder, progress)
     sentences = rows.sentences(embedder, missing, progress) if keep_sentences else None
     terms = rows.terms().renumbered()

@@ -10,7 +10,7 @@ import pytest
 
 from qa import QA, store
 from qa.embedding import HashEmbedder
-from qa.errors import IndexCorruptError
+from qa.errors import IndexCorruptError, RebuildWarning
 from qa.sentences import FILES, SentenceStore, quantise, sentence_spans
 
 
@@ -96,6 +96,7 @@ def test_a_sync_embeds_only_new_sentences_and_keeps_the_rest(tmp_path, news_dir)
             in {"De Tweede Kamer stemde in met de wet.", "Dat was verwacht."})
     # Dropped and taken up again by a sync: only the sentence vectors change.
     e.texts.clear()
+    assert QA.sync([news_dir], index, embedder=e).sentences == {"embedded": 0, "total": len(before) + 2}  # up to date
     assert QA.sync([news_dir], index, embedder=e, sentence_vectors=False).sentences is None
     assert QA.load(index, embedder=e).index.sentences is None and e.texts == []
     QA.sync([news_dir], index, embedder=e, sentence_vectors=True)
@@ -125,6 +126,11 @@ def test_damaged_sentence_vectors_are_reported(tmp_path, news_dir):
         f.write(b"\x7f" if f.read(1) != b"\x7f" else b"\x00")
     with pytest.raises(IndexCorruptError):
         QA.load(index, embedder=HashEmbedder())
+    # A sync mends them: only the sentences are embedded again, the chunks' vectors are reused.
+    with pytest.warns(RebuildWarning, match="sentence vectors cannot be reused"):
+        report = QA.sync([news_dir], index, embedder=HashEmbedder())
+    assert report.chunks["embedded"] == 0 and report.sentences["embedded"] == report.sentences["total"] > 0
+    assert QA.load(index, embedder=HashEmbedder()).index.sentences is not None
     # A manifest that records another count (checksummed, so re-signed here) is refused too.
     QA.build([news_dir], index, embedder=HashEmbedder(), sentence_vectors=True)
     folder, manifest = store.open_index(index)

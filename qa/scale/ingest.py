@@ -75,8 +75,9 @@ def precision_for(model: str | None) -> str:
 class PrecomputedEmbedder:
     """An `Embedder` whose passage vectors were computed elsewhere (by sha256 of the text).
 
-    A text that was not computed (there should be none) is embedded by a local embedder of the
-    same identity, loaded when first needed; `missed` counts them. Queries are embedded locally.
+    A text that was not computed (none, but the sentences of an index that keeps sentence vectors,
+    qa/sentences.py) is embedded by a local embedder of the same identity, loaded when first
+    needed; `missed` counts them. Queries are embedded locally.
     """
 
     def __init__(self, identity: ModelIdentity, vectors: dict[bytes, np.ndarray]):
