@@ -35,8 +35,8 @@ from .chunking import ChunkSettings
 from .corpus import Corpus, CorpusWarning, as_list, scan_corpus
 from .dense import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, HNSW_STORAGE, HNSW_THRESHOLD, KINDS, MAX_MASKED_SHARE, DenseIndex
 from .embedding import Embedder, load_embedder
-from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, RebuildWarning, SyncError
-from .index import LiveRows, open_rows, write_generation
+from .errors import IndexCorruptError, IndexFormatError, IndexMissingError, QAError, RebuildWarning, SyncError
+from .index import LiveRows, has_sentences, open_rows, write_generation
 from .lexical import Analyzer
 from .rows import Keep, New, NewRows
 
@@ -90,7 +90,7 @@ class _Live:
         self.model = model  # the model to embed with: as asked, else the live index's
         self.why_not: str | None = "asked to rebuild" if rebuild else None
         self.dense_request = "auto"
-        self.sentences = False  # whether the live index keeps sentence vectors (sentences.py)
+        self.sentences = _keeps_sentences(index_dir)  # the live index keeps sentence vectors (sentences.py)
         try:
             rows = open_rows(index_dir)
         except IndexMissingError:
@@ -102,7 +102,6 @@ class _Live:
             self.name = rows.folder.name
             self.model = model or recorded["model"]["name"]
             self.dense_request = recorded.get("derived", {}).get("dense", "auto")
-            self.sentences = "sentences" in recorded  # kept even when their files are damaged
             chunking = chunking or ChunkSettings(**recorded["chunking"])
             wanted = embedder.identity.to_dict() if embedder else {"name": model} if model else None
             if chunking.to_dict() != recorded["chunking"]:
@@ -335,6 +334,15 @@ def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, reco
     return SyncReport(documents, chunks, time.perf_counter() - start, str(folder), live.why_not, dense_note,
                       bad_dates=rows.bad_dates(),
                       sentences={"embedded": len(missing), "total": len(sentences)} if sentences is not None else None)
+
+
+def _keeps_sentences(index_dir: Path) -> bool:
+    """Whether the live index keeps sentence vectors, as its manifest says (also when its files
+    cannot be reused: a sync that embeds everything again keeps them too)."""
+    try:
+        return has_sentences(store.open_index(index_dir, verify=False)[1])
+    except QAError:
+        return False
 
 
 def _kind(request: str, n: int) -> str:

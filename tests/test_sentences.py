@@ -131,6 +131,11 @@ def test_damaged_sentence_vectors_are_reported(tmp_path, news_dir):
         report = QA.sync([news_dir], index, embedder=HashEmbedder())
     assert report.chunks["embedded"] == 0 and report.sentences["embedded"] == report.sentences["total"] > 0
     assert QA.load(index, embedder=HashEmbedder()).index.sentences is not None
+    # Damage elsewhere: the sync embeds everything again, and still keeps sentence vectors.
+    folder, _ = store.open_index(index)
+    (folder / "chunk_sha256.npy").write_bytes(b"not numpy")
+    report = QA.sync([news_dir], index, embedder=HashEmbedder())
+    assert "cannot be reused" in report.rebuilt and report.sentences["embedded"] == report.sentences["total"] > 0
     # A manifest that records another count (checksummed, so re-signed here) is refused too.
     QA.build([news_dir], index, embedder=HashEmbedder(), sentence_vectors=True)
     folder, manifest = store.open_index(index)
