@@ -539,6 +539,9 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
     and stays in the box: the stream would otherwise overwrite its bubble, and Gradio would drop
     its turn while the first one runs."""
     streaming = gr.State(False)
+    # How often this tab's chat was cleared. gr.State hands every handler of a tab the same object,
+    # so a turn still streaming sees the count change and stops writing.
+    cleared = gr.State({"times": 0})
 
     def show_question(message, history, busy):
         if busy:
@@ -554,37 +557,48 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
             return gr.skip(), None, gr.Button(visible=False), gr.skip()
         return _with_question(retry["question"], history, AGAIN_NOTE), retry, gr.Button(visible=False), True
 
-    def run(question, history, asked_before, now_asked, filters):
-        # Yields (chat, sources, asked, streaming, the again button, what it re-asks).
+    def run(question, history, asked_before, now_asked, filters, cleared):
+        # Yields (chat, sources, asked, streaming, the again button, what it re-asks), and stops
+        # as soon as the chat is cleared: nothing of this turn may come back into it.
+        turn = cleared["times"]
         try:
             qa = live.get()
             answer, problem = _ask(qa, question, history=asked_before, **filters)
             for chat, panel in _written_turn(qa, generator, answer, problem, question, history):
+                if cleared["times"] != turn:
+                    return
                 yield chat, panel, now_asked, True, gr.skip(), gr.skip()
         except Exception:  # never leave the tab marked as streaming
             log.exception("unexpected error while answering %r", question[:200])
             yield ([*history, {"role": "assistant", "content": _message(esc(GENERIC_ERROR))}], gr.skip(), gr.skip(),
                    False, gr.Button(visible=False), None)
             return
-        yield gr.skip(), gr.skip(), gr.skip(), False, *_retry(answer, question, asked_before)
+        if cleared["times"] == turn:
+            yield gr.skip(), gr.skip(), gr.skip(), False, *_retry(answer, question, asked_before)
 
-    def answer_turn(question, history, asked_before, *controls):
+    def answer_turn(question, history, asked_before, cleared, *controls):
         if question is None:
             yield (gr.skip(),) * 6
             return
         valid = isinstance(question, str) and question.strip() and len(question) <= MAX_QUESTION_CHARS
         now_asked = [*asked_before, question][-MAX_HISTORY:] if valid else asked_before
-        yield from run(question, history, asked_before, now_asked, _controls(*controls))
+        yield from run(question, history, asked_before, now_asked, _controls(*controls), cleared)
 
-    def answer_again(redo, history, asked_now, *controls):
+    def answer_again(redo, history, asked_now, cleared, *controls):
         if not redo:
             yield (gr.skip(),) * 6
             return
-        yield from run(redo["question"], history, redo["asked"], asked_now, {**_controls(*controls), "read_time": False})
+        yield from run(redo["question"], history, redo["asked"], asked_now, {**_controls(*controls), "read_time": False},
+                       cleared)
+
+    def clear_chat(cleared):
+        cleared["times"] += 1
+        return [], False
 
     outputs = [ui.chatbot, ui.sources, ui.asked, streaming, ui.again, ui.retry]
     # Queued, unlike the plain chat's show_question: Gradio shows a gr.Warning only from the queue.
-    turns = [trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private")
+    turns = [trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, cleared, *ui.controls], outputs,
+                          api_visibility="private")
              for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot, streaming],
                                            [ui.box, ui.chatbot, ui.pending, streaming], api_visibility="private"),
                              ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot, streaming],
@@ -592,10 +606,11 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
                                                                api_visibility="private"))]
     turns.append(ui.again.click(show_again, [ui.retry, ui.chatbot, streaming], [ui.chatbot, ui.redo, ui.again, streaming],
                                 api_visibility="private").then(
-        answer_again, [ui.redo, ui.chatbot, ui.asked, *ui.controls], outputs, api_visibility="private"))
+        answer_again, [ui.redo, ui.chatbot, ui.asked, cleared, *ui.controls], outputs, api_visibility="private"))
     # Clearing the chat stops a turn still being written (its stream would put the cleared
-    # messages back) and frees the tab for the next question.
-    ui.chatbot.clear(lambda: False, None, streaming, cancels=turns, api_visibility="private")
+    # messages back) and frees the tab for the next question; the chat is emptied once more by
+    # the server, after any update that was already on its way.
+    ui.chatbot.clear(clear_chat, cleared, [ui.chatbot, streaming], cancels=turns, api_visibility="private")
 
 
 CSS = """
