@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 
@@ -314,9 +315,9 @@ class SentenceVectors:
         missing = [s for s in dict.fromkeys(sentences) if s not in found]
         if missing and self.stored is not None:
             rows = self.stored.rows(missing)
-            if (rows >= 0).any():
-                found.update(zip([s for s, r in zip(missing, rows) if r >= 0], self.stored.vectors_at(rows[rows >= 0])))
-                missing = [s for s, r in zip(missing, rows) if r < 0]
+            stored = rows >= 0
+            found.update(zip(compress(missing, stored), self.stored.vectors_at(rows[stored])))
+            missing = list(compress(missing, ~stored))
         if missing:
             found.update(zip(missing, sentence_encoder(self.embedder)(missing)))
             with self._lock:

@@ -90,15 +90,17 @@ class _Live:
         self.model = model  # the model to embed with: as asked, else the live index's
         self.why_not: str | None = "asked to rebuild" if rebuild else None
         self.dense_request = "auto"
-        self.sentences = _keeps_sentences(index_dir)  # the live index keeps sentence vectors (sentences.py)
+        self.sentences = False  # the live index keeps sentence vectors (sentences.py)
         try:
             rows = open_rows(index_dir)
         except IndexMissingError:
             rows, self.why_not = None, self.why_not or "no index yet"
         except (IndexCorruptError, IndexFormatError) as exc:
             rows, self.why_not = None, self.why_not or f"the live index cannot be reused ({exc})"
+            self.sentences = _keeps_sentences(index_dir)
         if rows is not None:
             recorded = rows.manifest
+            self.sentences = has_sentences(recorded)
             self.name = rows.folder.name
             self.model = model or recorded["model"]["name"]
             self.dense_request = recorded.get("derived", {}).get("dense", "auto")
@@ -337,8 +339,8 @@ def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, reco
 
 
 def _keeps_sentences(index_dir: Path) -> bool:
-    """Whether the live index keeps sentence vectors, as its manifest says (also when its files
-    cannot be reused: a sync that embeds everything again keeps them too)."""
+    """Whether a live index that cannot be reused kept sentence vectors, as its manifest says (if
+    that can be read): a sync that embeds everything again keeps them too."""
     try:
         return has_sentences(store.open_index(index_dir, verify=False)[1])
     except QAError:
