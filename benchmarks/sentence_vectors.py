@@ -1,8 +1,8 @@
 """Stored sentence vectors (qa/sentences.py): what they cost a build, and what they save an answer.
 
-    python benchmarks/sentence_vectors.py --data data --workdir /tmp/sv [--limit 1000]
+    python benchmarks/sentence_vectors.py --data data --workdir /tmp/sv [--limit 1000] [--sets xquad_nl ntrex_nl]
 
-Builds xquad_nl + ntrex_nl with the real model, then adds sentence vectors by a sync (which reuses
+Builds the sets' passages (default xquad_nl + ntrex_nl) with the real model, then adds sentence vectors by a sync (which reuses
 every chunk vector, so its time is the sentences' cost). Then asks a fixed random sample of both
 sets' questions twice on the same index, the sentence cache emptied before each question: with the
 stored vectors, and embedding the sentences as an index without them does. Prints one JSON object:
@@ -32,12 +32,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sentence-vectors"))
-    parser.add_argument("--limit", type=int, default=1000, help="questions sampled (default 1000)")
+    parser.add_argument("--limit", type=int, default=1000, help="questions sampled, split over the sets (default 1000)")
+    parser.add_argument("--sets", nargs="+", default=list(SETS), help=f"data sets (default: {' '.join(SETS)})")
     args = parser.parse_args()
     index = args.workdir / "index"
     shutil.rmtree(index, ignore_errors=True)
     embedder = load_embedder()
-    files = [args.data / s / "passages.jsonl" for s in SETS]
+    files = [args.data / s / "passages.jsonl" for s in args.sets]
     out: dict = {}
     start = time.perf_counter()
     QA.build(files, index, embedder=embedder)
@@ -48,7 +49,7 @@ def main() -> None:
     qa = QA.load(index, embedder=embedder)
     out["chunks"] = len(qa.chunks)
 
-    questions = [(s, q) for s in SETS for q in load_dataset(args.data / s, limit=args.limit // len(SETS)).questions]
+    questions = [(s, q) for s in args.sets for q in load_dataset(args.data / s, limit=args.limit // len(args.sets)).questions]
     sentence_vectors, stored = qa._sentence_vectors, qa._sentence_vectors.stored
     highlights = {}
     for way in ("stored", "embedded"):

@@ -78,8 +78,8 @@ class QA:
                 up to dense.HNSW_THRESHOLD chunks, hnsw above); recorded in the manifest.
             embedder: an already loaded embedder (overrides `model`).
             sentence_vectors: also embed and keep every sentence, so an answer's highlights need
-                no embedding (`QA.ask` ~10x faster the first time a passage is cited; the build
-                embeds ~1.8x as long: BENCHMARKS.md); syncs keep them up to date.
+                no embedding (`QA.ask` 4-20x faster the first time a passage is cited; the build
+                embeds ~1.8-2x as long: BENCHMARKS.md); syncs keep them up to date.
 
         Raises:
             CorpusError: a corpus file is unreadable (and skip_bad is off), or there is none.

@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="dense index: exact (flat), approximate (hnsw), or auto: flat up to 50,000 chunks (default)")
     b.add_argument("--sentence-vectors", action="store_true",
                    help="also embed and keep every sentence: answers need no embedding for their highlights "
-                        "(asking ~10x faster the first time a passage is cited; the build embeds ~1.8x as long)")
+                        "(asking 4-20x faster the first time a passage is cited; the build embeds ~1.8-2x as long)")
     b.add_argument("--json", action="store_true", help="print the index summary as JSON")
     b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="read, chunk and embed on a Ray cluster (needs the [scale] extra): at ADDRESS, or a local "
