@@ -397,6 +397,8 @@ WRITTEN_FAILED = "the written answer failed"
 # At most this often (seconds) a growing draft is sent to the browser: the text stays live
 # without a message per token.
 STREAM_INTERVAL = 0.1
+# How long clearing the chat waits for the turn being written to stop (it stops at its next update).
+CLEAR_WAIT_S = 5.0
 _MARKERS = re.compile(r"(\[\s*\d{1,4}(?:\s*[,;]\s*\d{1,4})*\s*\])")
 
 
@@ -539,9 +541,9 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
     and stays in the box: the stream would otherwise overwrite its bubble, and Gradio would drop
     its turn while the first one runs."""
     streaming = gr.State(False)
-    # How often this tab's chat was cleared. gr.State hands every handler of a tab the same object,
-    # so a turn still streaming sees the count change and stops writing.
-    cleared = gr.State({"times": 0})
+    # How often this tab's chat was cleared, and the turn being written (set when it stops). gr.State
+    # hands every handler of a tab the same object, so a turn still streaming sees the count change.
+    cleared = gr.State({"times": 0, "writing": None})
 
     def show_question(message, history, busy):
         if busy:
@@ -560,7 +562,7 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
     def run(question, history, asked_before, now_asked, filters, cleared):
         # Yields (chat, sources, asked, streaming, the again button, what it re-asks), and stops
         # as soon as the chat is cleared: nothing of this turn may come back into it.
-        turn = cleared["times"]
+        turn, cleared["writing"] = cleared["times"], threading.Event()
         try:
             qa = live.get()
             answer, problem = _ask(qa, question, history=asked_before, **filters)
@@ -573,6 +575,8 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
             yield ([*history, {"role": "assistant", "content": _message(esc(GENERIC_ERROR))}], gr.skip(), gr.skip(),
                    False, gr.Button(visible=False), None)
             return
+        finally:
+            cleared["writing"].set()
         if cleared["times"] == turn:
             yield gr.skip(), gr.skip(), gr.skip(), False, *_retry(answer, question, asked_before)
 
@@ -592,25 +596,28 @@ def _written_answer_events(live: LiveQA, generator, ui) -> None:
                        cleared)
 
     def clear_chat(cleared):
+        # The turn being written stops at its next update; once it has, everything it sent is on
+        # its way, and the empty chat sent now comes after it.
         cleared["times"] += 1
+        if cleared["writing"] is not None:
+            cleared["writing"].wait(CLEAR_WAIT_S)
         return [], False
 
     outputs = [ui.chatbot, ui.sources, ui.asked, streaming, ui.again, ui.retry]
     # Queued, unlike the plain chat's show_question: Gradio shows a gr.Warning only from the queue.
-    turns = [trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, cleared, *ui.controls], outputs,
-                          api_visibility="private")
-             for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot, streaming],
-                                           [ui.box, ui.chatbot, ui.pending, streaming], api_visibility="private"),
-                             ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot, streaming],
-                                                               [ui.box, ui.chatbot, ui.pending, streaming],
-                                                               api_visibility="private"))]
-    turns.append(ui.again.click(show_again, [ui.retry, ui.chatbot, streaming], [ui.chatbot, ui.redo, ui.again, streaming],
-                                api_visibility="private").then(
-        answer_again, [ui.redo, ui.chatbot, ui.asked, cleared, *ui.controls], outputs, api_visibility="private"))
+    for trigger in (ui.box.submit(show_question, [ui.box, ui.chatbot, streaming], [ui.box, ui.chatbot, ui.pending, streaming],
+                                  api_visibility="private"),
+                    ui.examples.load_input_event.then(show_question, [ui.box, ui.chatbot, streaming],
+                                                      [ui.box, ui.chatbot, ui.pending, streaming], api_visibility="private")):
+        trigger.then(answer_turn, [ui.pending, ui.chatbot, ui.asked, cleared, *ui.controls], outputs,
+                     api_visibility="private")
+    ui.again.click(show_again, [ui.retry, ui.chatbot, streaming], [ui.chatbot, ui.redo, ui.again, streaming],
+                   api_visibility="private").then(
+        answer_again, [ui.redo, ui.chatbot, ui.asked, cleared, *ui.controls], outputs, api_visibility="private")
     # Clearing the chat stops a turn still being written (its stream would put the cleared
-    # messages back) and frees the tab for the next question; the chat is emptied once more by
-    # the server, after any update that was already on its way.
-    ui.chatbot.clear(clear_chat, cleared, [ui.chatbot, streaming], cancels=turns, api_visibility="private")
+    # messages back) and frees the tab for the next question; the server empties the chat once
+    # more after the turn's last update.
+    ui.chatbot.clear(clear_chat, cleared, [ui.chatbot, streaming], api_visibility="private")
 
 
 CSS = """
