@@ -180,8 +180,9 @@ def ray_embedder(paths: Iterable[str | Path], *, model: str | None = None, chunk
     # would do it too, but its tasks take a whole CPU, which a 2-CPU cluster with actors on both
     # nodes never has free: the pipeline hangs.)
     context.target_max_block_size = BLOCK_BYTES
-    # Blocks go out only once every actor is up: otherwise the first actor ready may take all of a
-    # small corpus's blocks while the others still start (CI saw "1 actors on 1 node").
+    # Blocks go out only once every actor is up, and an actor takes one block at a time (Ray's default
+    # is two, and it prefers the actor on the block's node): otherwise the first actor up, or the one
+    # beside the read task, may take all of a small corpus's blocks (CI saw "1 actors on 1 node").
     context.wait_for_min_actors_s = max(1, int(stall_timeout))
     actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # A read task per file (up to READ_TASKS: a folder of a million small files needs no million tasks).
@@ -190,7 +191,7 @@ def ray_embedder(paths: Iterable[str | Path], *, model: str | None = None, chunk
                                              "known": known}, num_cpus=READ_CPUS)
     ds = ds.map_batches(_Embed, fn_constructor_kwargs={"model": model, "precision": precision, "threads": threads},
                         batch_size=batch_size, batch_format="numpy", num_cpus=ACTOR_CPUS,
-                        compute=ray.data.ActorPoolStrategy(size=actors))
+                        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1))
     vectors: dict[bytes, np.ndarray] = {}
     identities, workers = set(), {}
     for batch in _batches(ds, stall_timeout):
