@@ -258,30 +258,44 @@ def answers_question(citations: Sequence[Citation], language: str) -> bool:
 
 
 def assemble(query: Query, hits: Sequence[Hit], chunks: Sequence[Chunk], docs: Mapping[str, Document], *,
-             analyzer: Analyzer, sentence_vectors: SentenceVectors) -> Answer:
-    """Turn search hits into the answer: one citation per hit with its answering sentence
-    highlighted, and whether the corpus answers the question at all.
+             analyzer: Analyzer, sentence_vectors: SentenceVectors, k: int | None = None) -> Answer:
+    """Turn search hits into the answer: up to k citations (default: one per hit), each with its
+    answering sentence highlighted, and whether the corpus answers the question at all.
+
+    A hit whose highlight shows nothing an earlier citation's does not is left out, and the next
+    hit takes its place: neighbouring chunks of an article share a sentence (the chunks overlap),
+    and that sentence is often the best one of both.
 
     Args:
         query: the prepared question, with its terms and vector.
-        hits: the search results, best first.
+        hits: the search results, best first (more than k leave room for the ones left out).
         chunks: the chunk table (row -> Chunk); docs: doc_id -> Document.
         analyzer: analyses sentences as the question was analysed.
         sentence_vectors: embeds (and caches) the candidate sentences.
     """
-    cited = [chunks[hit.row] for hit in hits]
-    spans = [sentence_spans(c.text) for c in cited]
-    sentences = [[c.text[a:b] for a, b in sp] for c, sp in zip(cited, spans)]
-    # One encode for the sentences of all cited passages: batching beats one call per passage.
-    vectors = sentence_vectors([s for group in sentences for s in group])
-    bounds = np.cumsum([0] + [len(group) for group in sentences])
+    k = len(hits) if k is None else k
     query_terms, expects = set(query.terms), expected_answer(query.text)
-    citations = []
-    for i, (hit, chunk) in enumerate(zip(hits, cited)):
-        highlight = best_sentence(chunk.text, spans[i], vectors[bounds[i]:bounds[i + 1]], query.vector, query_terms,
-                                  [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]], expects)
-        copies = [d for d in map(docs.get, hit.also) if d is not None]
-        citations.append(Citation.of(i + 1, hit, chunk, docs.get(chunk.doc_id), highlight, copies))
+    citations: list[Citation] = []
+    shown: dict[str, list[tuple[int, int]]] = {}   # doc_id -> the highlighted spans, in document offsets
+    position = 0
+    while len(citations) < k and position < len(hits):
+        # One encode per round for the sentences of all its passages: batching beats one call per passage.
+        batch = hits[position:position + k - len(citations)]
+        position += len(batch)
+        cited = [chunks[hit.row] for hit in batch]
+        spans = [sentence_spans(c.text) for c in cited]
+        sentences = [[c.text[a:b] for a, b in sp] for c, sp in zip(cited, spans)]
+        vectors = sentence_vectors([s for group in sentences for s in group])
+        bounds = np.cumsum([0] + [len(group) for group in sentences])
+        for i, (hit, chunk) in enumerate(zip(batch, cited)):
+            highlight = best_sentence(chunk.text, spans[i], vectors[bounds[i]:bounds[i + 1]], query.vector,
+                                      query_terms, [set(analyzer.analyze(s, chunk.lang)) for s in sentences[i]], expects)
+            start, end = chunk.start + highlight.start, chunk.start + highlight.end
+            if any(a <= start and end <= b for a, b in shown.get(chunk.doc_id, ())):
+                continue
+            shown.setdefault(chunk.doc_id, []).append((start, end))
+            copies = [d for d in map(docs.get, hit.also) if d is not None]
+            citations.append(Citation.of(len(citations) + 1, hit, chunk, docs.get(chunk.doc_id), highlight, copies))
     return Answer(query.text, query.language, answers_question(citations, query.language), tuple(citations),
                   tuple(context_questions(query)), filters=query.filters, recency=query.recency)
 

@@ -18,7 +18,7 @@ import numpy as np
 from . import store
 from .answer import Answer, SentenceVectors, assemble
 from .chunking import ChunkSettings
-from .conversation import MAX_HISTORY, leans_on_context, search_terms, search_vector
+from .conversation import ARTICLE_BONUS, MAX_HISTORY, leans_on_context, search_terms, search_vector
 from .corpus import as_list, iter_corpus_files
 from .dense import KINDS as DENSE_KINDS
 from .embedding import Embedder, load_embedder
@@ -34,6 +34,10 @@ from .sync import add as add_articles
 from .sync import remove as remove_articles
 from .sync import sync as sync_corpus
 from .when import asks_for_latest, find_time
+
+# Hits searched beyond k: they stand in for hits whose highlight an earlier citation already shows
+# (neighbouring chunks share a sentence; answer.assemble).
+SPARE_HITS = 3
 
 __all__ = ["QA", "MAX_QUESTION_CHARS", "check_question", "describe_index", "stale_reason", "SearchSettings", "rank",
            "HitNews"]
@@ -359,8 +363,23 @@ class QA:
         return answer
 
     def _answer(self, query: Query, settings: SearchSettings) -> Answer:
-        return assemble(query, self.retrieve(query, settings), self.chunks, self.docs, analyzer=self.analyzer,
-                        sentence_vectors=self._sentence_vectors)
+        # Spare hits replace those whose highlight an earlier citation already shows (assemble).
+        hits = self._conversation_hits(query, settings.but(k=settings.k + SPARE_HITS))
+        return assemble(query, hits, self.chunks, self.docs, analyzer=self.analyzer,
+                        sentence_vectors=self._sentence_vectors, k=settings.k)
+
+    def _conversation_hits(self, query: Query, settings: SearchSettings) -> list[Hit]:
+        """`retrieve`; for a follow-up, the passages of the article the previous answer came from
+        (its first citation) are weighed up by ARTICLE_BONUS (conversation.py)."""
+        if query.context is None:
+            return self.retrieve(query, settings)
+        previous = self._conversation_hits(query.context, settings.but(k=1))
+        hits = self.retrieve(query, settings.but(k=max(settings.depth, settings.k)))
+        if previous:
+            article = self.chunks[previous[0].row].doc_id
+            hits = sorted((replace(h, score=h.score + ARTICLE_BONUS) if self.chunks[h.row].doc_id == article else h
+                           for h in hits), key=lambda h: (-h.score, h.row))
+        return hits[:settings.k]
 
     def info(self) -> dict:
         """A summary of the opened index and the search settings it answers with (`qa info`)."""

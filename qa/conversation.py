@@ -14,36 +14,84 @@ import re
 
 import numpy as np
 
+from .analysis import _STOPWORDS
 from .query import Query
 
 # How much the earlier question's vector counts in the follow-up's search vector: on
 # data/followups_nl, 1.0 answered 0.53 of English follow-ups against 0.47 at 0.5 and 0.33 at 0.3
 # (Dutch 0.81 / 0.79 / 0.77); 1.5 lost 0.04 (EVALUATION.md).
 CONTEXT_WEIGHT = 1.0
-# A question with at most this many analysed terms says too little to be searched alone.
+# Added to the fused score of a follow-up's passages from the article the previous answer came
+# from: the conversation is about that article (EVALUATION.md, "Follow-up questions").
+ARTICLE_BONUS = 0.3
+# A question with at most this many analysed terms, and no name or number among them, says too
+# little to be searched alone ("When was the wedding?", "Why the drop?"; not "Wat is de NASUWT?").
 FEW_TERMS = 2
+# A question with more than this many terms carries its own topic, whatever words it uses ("Deelt
+# u de mening dat dit soort voorvallen …"); the longest follow-up of data/followups_nl has 8.
+MANY_TERMS = 10
 # At most this many earlier questions are read (a chain of follow-ups).
 MAX_HISTORY = 3
-# Words that point back to something said before. Articles and relative pronouns ("het", "dat",
-# "die", "it", "that") count only among a question's last two words ("Wanneer gebeurde dat?",
-# "Who said it?"): elsewhere full questions are full of them.
-_POINTERS = {
+# Words that point back to something said before:
+# - locatives ("daar", "daarvoor", "there"), always;
+# - personal pronouns and possessives ("hij", "hun", "he", "its"), unless a name comes before them
+#   in the question itself: "How old was Peyton Manning when he played…" does not lean;
+# - English "it" as the subject of a question ("When did it fall…", "Where is it …");
+# - demonstratives with a noun after a function word ("op die conferentie", "was dat dier", "at
+#   that moment"): after a noun or verb they are relative pronouns and conjunctions ("de speler die
+#   uiteindelijk", "said that");
+# - articles, "toen"/"then" and demonstratives without a noun only at a question's end, before at
+#   most a function word ("Wanneer gebeurde dat?", "What happened then?", "Wie voerde die uit?";
+#   not "in het zuiden").
+# "zijn" is a possessive only before a noun ("zijn borg"; not "Wat zijn de …"), "there" after "is" /
+# "are" only says something exists.
+_PLACES = {
     "nl": frozenset("daar daarvan daarover daarbij daarna daarvoor daarom daardoor daarmee daarin daaruit hierover "
-                    "hiervan toen hij zij ze hem hen hun haar zijn diens ervan erover erbij".split()),
-    "en": frozenset("there then he she they him her them his hers their theirs its those".split()),
+                    "hiervan hiervoor ervan erover erbij".split()),
+    "en": frozenset(["there"]),
 }
-_POINTERS_AT_END = {"nl": frozenset("dat die dit deze het er".split()), "en": frozenset("it that this these".split())}
+_PRONOUNS = {"nl": frozenset("hij zij ze hun haar zijn diens".split()),
+             "en": frozenset("he she they his hers their theirs its".split())}
+# An object pronoun does not stand for the subject of its own clause: "How did Lukashenko describe
+# him?" points back even with a name before it.
+_OBJECTS = {"nl": frozenset("hem hen".split()), "en": frozenset("him them".split())}
+_SUBJECT_IT = re.compile(r"\b(?:do|does|did|is|was|has|had|will|would|can|could)\s+it\b", re.IGNORECASE)
+_TO_BE = frozenset("is are was were".split())
+# Prepositions the stop-word lists lack: a demonstrative after one is a determiner ("achter dat onderzoek").
+_PREPOSITIONS = frozenset("achter binnen buiten rond sinds tijdens vanwege volgens langs naast behalve "
+                          "about after before behind during since into across along around near".split())
+_DEMONSTRATIVES = {"nl": frozenset("dat die dit deze".split()), "en": frozenset("that this these those".split())}
+_POINTERS_AT_END = {"nl": frozenset("dat die dit deze het toen".split()), "en": frozenset("it that this these then so".split())}
 # A question that opens like this continues the previous one: "En in 2019?", "And why?".
 _CONTINUES = re.compile(r"\s*(?:en|maar|of|and|but|or|ook|also|what about|en hoe zit het met)\b", re.IGNORECASE)
-_WORD = re.compile(r"[^\W\d_]+")
+_WORD = re.compile(r"[^\W_]+")
 
 
 def leans_on_context(query: Query) -> bool:
-    """Whether a question leans on an earlier one: it points back, continues, or says too little."""
-    words = [w.casefold() for w in _WORD.findall(query.text)]
-    return (bool(_POINTERS.get(query.language, frozenset()).intersection(words))
-            or bool(_POINTERS_AT_END.get(query.language, frozenset()).intersection(words[-2:]))
-            or bool(_CONTINUES.match(query.text)) or (query.terms is not None and len(query.terms) <= FEW_TERMS))
+    """Whether a question leans on an earlier one: it continues, says too little, or points back."""
+    if _CONTINUES.match(query.text):
+        return True
+    words = _WORD.findall(query.text)
+    named = [i > 0 and (w[0].isupper() or w[0].isdigit()) for i, w in enumerate(words)]
+    terms = len(query.terms) if query.terms is not None else len(words)
+    if terms > MANY_TERMS:
+        return False
+    if terms <= FEW_TERMS and not any(named):
+        return True
+    folded = [w.casefold() for w in words]
+    stop, lang = _STOPWORDS.get(query.language, frozenset()), query.language
+    at_end = folded[-1:] + (folded[-2:-1] if folded[-1:] and folded[-1] in stop else [])
+    if _POINTERS_AT_END.get(lang, frozenset()).intersection(at_end) or (lang == "en" and _SUBJECT_IT.search(query.text)):
+        return True
+    for i, word in enumerate(folded):
+        before, after = (folded[i - 1] if i else ""), (folded[i + 1] if i + 1 < len(words) else "")
+        if ((word in _PLACES.get(lang, ()) and not (word == "there" and before in _TO_BE)) or word in _OBJECTS.get(lang, ())
+                or (word in _PRONOUNS.get(lang, ()) and not any(named[:i])
+                    and not (word == "zijn" and (not after or after in stop)))
+                or (word in _DEMONSTRATIVES.get(lang, ()) and (i <= 2 or before in stop or before in _PREPOSITIONS)
+                    and after and words[i + 1].islower() and after not in stop)):
+            return True
+    return False
 
 
 def search_terms(query: Query) -> tuple[str, ...] | None:

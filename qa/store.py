@@ -175,6 +175,18 @@ def _current_name(index_dir: Path) -> str | None:
         return None
 
 
+def tidy(index_dir: Path) -> None:
+    """Remove what a killed build or sync left behind (under the write lock, with nothing to
+    write): temporary files, and generations older than the live one and the newest other one
+    (a sync killed between its swap and its clean-up leaves three)."""
+    index_dir = Path(index_dir)
+    _remove_debris(index_dir)
+    live = _current_name(index_dir)
+    others = sorted((p for p in index_dir.iterdir() if p.is_dir() and p.name.startswith(_GEN_PREFIX) and p.name != live),
+                    key=lambda p: p.stat().st_mtime)
+    _remove_old_generations(index_dir, keep={live} if live else set(), previous=others[-1].name if others else None)
+
+
 def _remove_old_generations(index_dir: Path, keep: set[str], previous: str | None) -> None:
     # Keep the previous live generation too: a reader that resolved CURRENT just before the swap
     # may still be opening its files. It is the one CURRENT named, not the latest name: names

@@ -320,6 +320,7 @@ def _update(index_dir: Path, live: _Live, plan: Callable[[_Live], list], *, reco
     if (rows.unchanged() and record == live.rows.manifest["corpus"] and keep_sentences == (live.rows.sentences is not None)
             and request == live.dense_request and _kind(request, rows.n) == live.rows.manifest["dense"]["kind"]):
         kept = live.rows.sentences
+        store.tidy(index_dir)  # what a sync killed after its swap left behind
         return SyncReport(documents, chunks, time.perf_counter() - start, str(live.rows.folder), dense="unchanged",
                           written=False, sentences={"embedded": 0, "total": len(kept)} if kept is not None else None)
     vectors = rows.vectors(embedder, progress)

@@ -231,3 +231,20 @@ def test_sentence_vectors_are_thread_safe():
     for t in threads:
         t.join()
     assert not errors and len(vectors) <= 50
+
+
+def test_a_passage_whose_highlight_an_earlier_citation_already_shows_gives_its_place_to_the_next():
+    text = PASSAGES[0]
+    second = text.index("In minder")
+    overlapping = [Chunk("d0#0", "d0", 0, 0, len(text), text, "nl"),                        # the article's two
+                   Chunk("d0#1", "d0", 1, second, len(text), text[second:], "nl"),         # chunks share a sentence
+                   *[Chunk(f"d{i}#0", f"d{i}", 0, 0, len(t), t, "nl") for i, t in enumerate(PASSAGES) if i]]
+    hits = [Hit(row, 1.0 / (n + 1), {"bm25": n + 1, "dense": None}) for n, row in enumerate([0, 1, 2, 3])]
+    embedder = HashEmbedder(64)
+    answer = assemble(_query("Hoeveel vierkante kilometer werd bevrijd?", embedder), hits, overlapping, {},
+                      analyzer=Analyzer(), sentence_vectors=SentenceVectors(embedder), k=2)
+    assert [c.chunk_id for c in answer.citations] == ["d0#0", "d1#0"] and [c.n for c in answer.citations] == [1, 2]
+    assert "400 vierkante kilometer" in answer.citations[0].highlight.text
+    # Without the repeat, every hit is cited, up to k.
+    assert [c.chunk_id for c in assemble(_query("Wie won het WK?", embedder), hits, overlapping, {}, analyzer=Analyzer(),
+                                         sentence_vectors=SentenceVectors(embedder), k=3).citations] == ["d0#0", "d0#1", "d1#0"]

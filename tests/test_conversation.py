@@ -70,3 +70,54 @@ def test_a_bad_earlier_question_is_a_question_error(hash_qa):
 ])
 def test_articles_and_relative_pronouns_point_back_only_at_the_end(text, language, leans):
     assert leans_on_context(_q(text, language, ("a", "b", "c", "d"))) is leans
+
+
+@pytest.mark.parametrize("text, language, leans", [
+    # A pronoun after a name in the question itself stands for that name; an object pronoun never does.
+    ("How old was Peyton Manning when he played in the Super Bowl?", "en", False),
+    ("Tegen welke ploeg speelt LeBron James zijn eerste wedstrijd?", "nl", False),
+    ("Naar welk ziekenhuis is hij gebracht?", "nl", True),
+    ("And how did Lukashenko describe him?", "en", True),
+    ("What did Pyongyang accuse him of?", "en", True),
+    # A demonstrative before a noun points back; after a noun or verb it is a relative pronoun or conjunction.
+    ("Wie zit achter dat onderzoek?", "nl", True),
+    ("Waar kwamen die medewerkers vandaan?", "nl", True),
+    ("Who was about to fight at that moment?", "en", True),
+    ("Wat is de naam van de speler die uiteindelijk de bal herstelde?", "nl", False),
+    ("How many seconds were left when the Broncos intercepted the pass that won the game?", "en", False),
+    # English "it" as the subject of a question; "there is/are" and the verb "zijn" say nothing.
+    ("How many inmates does it hold?", "en", True),
+    ("How many extended metropolitan areas are there?", "en", False),
+    ("Wat zijn de uitzonderingen in de grondwet?", "nl", False),
+    # An article before a noun at the end is no pointer; a demonstrative before a particle is.
+    ("Wat doet het Oekraïense leger in het zuiden?", "nl", False),
+    ("Wie voerde die uit?", "nl", True),
+])
+def test_pointers_are_read_in_their_place_in_the_question(text, language, leans):
+    assert leans_on_context(_q(text, language, ("a", "b", "c", "d"))) is leans
+
+
+def test_few_terms_lean_unless_a_name_or_number_carries_the_question_and_many_terms_never_lean():
+    assert leans_on_context(_q("When was the wedding?", "en", ("wed",))) is True
+    assert leans_on_context(_q("Wat is de NASUWT?", "nl", ("nasuwt",))) is False
+    long = "Deelt u de mening dat dit soort voorvallen schadelijk zijn voor het functioneren van de hulpdiensten?"
+    assert leans_on_context(_q(long, "nl", tuple("abcdefghijk"))) is False
+
+
+def test_a_follow_up_favours_the_article_of_the_previous_answer(hash_qa, monkeypatch):
+    import qa.api
+
+    first = "Hoeveel vierkante kilometer heeft het Oekraïense leger bevrijd?"
+    assert hash_qa.ask(first).citations[0].path.endswith("oorlog.txt")
+    follow = "En wie werd daar uitgeroepen tot beste speler van het WK voetbal?"
+    monkeypatch.setattr(qa.api, "ARTICLE_BONUS", 0.0)
+    plain = {c.path.rsplit("/", 1)[-1]: c.score for c in hash_qa.ask(follow, history=[first]).citations}
+    assert max(plain, key=plain.get) == "sport.txt"      # its own words find the football article
+    monkeypatch.setattr(qa.api, "ARTICLE_BONUS", 1.0)
+    favoured = hash_qa.ask(follow, history=[first])
+    assert favoured.context == (first,) and favoured.citations[0].path.endswith("oorlog.txt")
+    assert {c.path.rsplit("/", 1)[-1]: c.score for c in favoured.citations} == pytest.approx(
+        {**plain, "oorlog.txt": plain["oorlog.txt"] + 1.0})
+    # A question that stands alone is not favoured towards anything.
+    alone = "Wie werd uitgeroepen tot beste speler van het WK voetbal?"
+    assert hash_qa.ask(alone, history=[first]) == hash_qa.ask(alone)

@@ -253,7 +253,8 @@ def test_dated_questions_cite_only_their_range_and_k_distinct_stories(news_nl):
             earliest.setdefault(int(news.cluster[d]), d)
         possible = sum(int(np.count_nonzero(news.row_doc == d)) for d in earliest.values())
         answer = news_nl.ask(q["question"], k=k, since=since, until=until)
-        assert len(answer.citations) == min(k, possible), q["id"]
+        # (a passage whose highlight an earlier one already shows is left out: at least one per story)
+        assert min(k, len(earliest)) <= len(answer.citations) <= min(k, possible), q["id"]
         for c in answer.citations:
             d = doc_row(news_nl)[c.doc_id]
             assert news.days[d, 1] >= since.toordinal() and news.days[d, 0] <= until.toordinal(), (q["id"], c.date)

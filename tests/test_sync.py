@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -251,6 +252,20 @@ def test_a_sync_without_changes_writes_nothing(news_dir, tmp_path):
     live = current_generation(tmp_path / "index")
     report = QA.sync([news_dir], tmp_path / "index")
     assert not report.written and report.documents["unchanged"] == 6 and current_generation(tmp_path / "index") == live
+
+
+def test_a_sync_without_changes_removes_what_a_killed_sync_left(news_dir, tmp_path):
+    index = tmp_path / "index"
+    QA.build([news_dir], index, model="hash-64")
+    live = current_generation(index)
+    # A sync killed after its swap, before its clean-up: two older generations, and a temporary folder.
+    for i, name in enumerate(("g-20000101T000000-aaaaaa", "g-20000101T000001-bbbbbb")):
+        shutil.copytree(live, index / name)
+        os.utime(index / name, (1_000_000 + i, 1_000_000 + i))
+    (index / ".tmp-g-20000101T000002-cccccc").mkdir()
+    assert not QA.sync([news_dir], index).written
+    assert sorted(p.name for p in index.iterdir() if not p.name.startswith(".lock")) == sorted(
+        [live.name, "g-20000101T000001-bbbbbb", store.CURRENT])
 
 
 def test_another_model_or_chunking_embeds_everything_again(news_dir, tmp_path):

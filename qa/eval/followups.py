@@ -6,8 +6,11 @@ A follow-up set is a folder with `passages.jsonl` (the corpus, as for the other 
 earlier ones ("Hoeveel is daar bevrijd?"); in a "standalone" one turn 2 is a complete question on
 another article, which the earlier turn must not drag along.
 
-A turn counts as answered when its answer phrase is inside the highlight of one of the first
-TOP_K citations (case-insensitive), and as found when a gold passage is among them.
+The set's passages are indexed as the articles they come from (passages with the same `doc_id`,
+joined by blank lines): a follow-up is about the article the conversation is on, which passages
+indexed one by one would hide. A turn counts as answered when its answer phrase is inside the
+highlight of one of the first TOP_K citations (case-insensitive), and as found when one of them
+overlaps a gold passage (by offsets in its article).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .datasets import PASSAGES_FILE, DatasetError, corpus_files, load_passages
+from .datasets import PASSAGES_FILE, Dataset, DatasetError, corpus_files, load_passages
 from .metrics import rounded_mean
 from .workspace import Workspace, progress_bar, shared_workspace
 
 CONVERSATIONS_FILE = "conversations.jsonl"
 TOP_K = 3
+ARTICLE_JOIN = "\n\n"   # between the paragraphs (passages) of an article
 KINDS = ("followup", "standalone")
 
 
@@ -79,17 +83,20 @@ def evaluate_followups(folder: str | Path, *, distractors: Sequence[str | Path] 
         started = time.perf_counter()
         conversations = load_conversations(folder)
         own = load_passages(folder)
-        qa, _ = ws.index(corpus_files(own, [load_passages(d) for d in distractors]))
+        articles, spans = articles_file(own, ws.index_root / "articles")
+        qa, _ = ws.index([articles, *corpus_files(own, [load_passages(d) for d in distractors])[1:]])  # (own first)
         rows: dict[str, list] = {"first": []}
         for c in progress_bar(conversations, f"{own.name} conversations", ws.progress):
             history = []
             for n, (question, phrase, gold) in enumerate(c["turns"]):
-                alone = _judge(qa.ask(question, k=TOP_K), phrase, gold)
+                gold_spans = [spans[g] for g in gold]
+                alone = _judge(qa.ask(question, k=TOP_K), phrase, gold_spans)
                 if n == 0:
                     rows["first"].append((c["lang"], alone, alone, False))
                 else:
                     answer = qa.ask(question, k=TOP_K, history=history)
-                    rows.setdefault(c["kind"], []).append((c["lang"], _judge(answer, phrase, gold), alone, bool(answer.context)))
+                    rows.setdefault(c["kind"], []).append((c["lang"], _judge(answer, phrase, gold_spans), alone,
+                                                           bool(answer.context)))
                 history.append(question)
         return {
             "dataset": own.name, "conversations": len(conversations),
@@ -100,10 +107,38 @@ def evaluate_followups(folder: str | Path, *, distractors: Sequence[str | Path] 
         }
 
 
-def _judge(answer, phrase: str, gold: list[str]) -> tuple[bool, bool]:
+def articles_file(dataset: Dataset, folder: Path) -> tuple[Path, dict[str, tuple[str, int, int]]]:
+    """The dataset's passages joined into their articles, written as `folder/<name>/passages.jsonl`
+    (rewritten only when it changes, so a cached index stays valid).
+
+    Returns:
+        (the file, {passage id: (article id, start, end)}): where each passage is in its article.
+    """
+    articles: dict[str, dict] = {}
+    spans = {}
+    for line in dataset.passages.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        p = json.loads(line)
+        article_id = str(p.get("doc_id") or p["id"])
+        a = articles.setdefault(article_id, {"id": article_id, "text": "", "title": p.get("title"), "lang": p.get("lang"),
+                                             "date": p.get("date")})
+        if a["text"]:
+            a["text"] += ARTICLE_JOIN
+        spans[str(p["id"])] = (article_id, len(a["text"]), len(a["text"]) + len(p["text"]))
+        a["text"] += p["text"]
+    path = Path(folder) / dataset.name / PASSAGES_FILE
+    text = "".join(json.dumps({k: v for k, v in a.items() if v}, ensure_ascii=False) + "\n" for a in articles.values())
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return path, spans
+
+
+def _judge(answer, phrase: str, gold: list[tuple[str, int, int]]) -> tuple[bool, bool]:
     cited = answer.citations[:TOP_K]
     return (any(phrase.casefold() in c.highlight.text.casefold() for c in cited),
-            any(c.doc_id in gold for c in cited))
+            any(c.doc_id == article and c.start < end and c.end > start for c in cited for article, start, end in gold))
 
 
 def _summary(rows: list) -> dict:
