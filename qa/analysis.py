@@ -44,7 +44,7 @@ _STOP_EN = frozenset(
     many much
     """.split()
 )
-_STOPWORDS = {"nl": _STOP_NL, "en": _STOP_EN}
+STOPWORDS = {"nl": _STOP_NL, "en": _STOP_EN}
 _STEMMER_NAMES = {"nl": "dutch", "en": "english"}
 
 # Numbers stay whole with their internal separators ("1.127", "2,5", "10.000"); an ordinal
@@ -126,7 +126,7 @@ class Analyzer:
             text = fold_diacritics(text)
         else:
             text = unicodedata.normalize("NFKC", text)
-        stop = _STOPWORDS[lang] if self.stopwords else frozenset()
+        stop = STOPWORDS[lang] if self.stopwords else frozenset()
         split = self.compounds and lang == "nl"
         terms: list[str] = []
         word_positions: list[int] = []

@@ -135,6 +135,19 @@ def test_sharded_answers_equal_one_index(built):
     assert equal >= 100 and equal >= 0.9 * len(cases)
 
 
+def test_follow_ups_over_the_shards_equal_one_index(built):
+    out, _, embedder, single, _ = built
+    router = local_router(out / "shards", embedder)
+    firsts = [q for q, options in questions()[:25] if not options]
+    equal = 0
+    for first in firsts:
+        for follow in ("En wanneer gebeurde dat?", "Wie zei dat daar?"):
+            answer, sharded = single.ask(follow, history=[first]), router.ask(follow, history=[first])
+            assert answer.context == sharded.context == (first,)
+            equal += comparable(sharded.to_dict()) == comparable(answer.to_dict())
+    assert equal >= 0.9 * 2 * len(firsts)  # (equally scored chunks at a leg's depth cut may differ)
+
+
 def test_wire_copies_across_a_shard_boundary_collapse_as_in_one_index(built):
     out, _, _, _, _ = built
     layout = Layout.load(out / "shards")
