@@ -15,10 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from . import store
+from . import conversation, store
 from .answer import Answer, SentenceVectors, assemble
 from .chunking import ChunkSettings
-from .conversation import ARTICLE_BONUS, MAX_HISTORY, leans_on_context, search_terms, search_vector
+from .conversation import MAX_HISTORY, leans_on_context, search_terms, search_vector
 from .corpus import as_list, iter_corpus_files
 from .dense import KINDS as DENSE_KINDS
 from .embedding import Embedder, load_embedder
@@ -370,14 +370,15 @@ class QA:
 
     def _conversation_hits(self, query: Query, settings: SearchSettings) -> list[Hit]:
         """`retrieve`; for a follow-up, the passages of the article the previous answer came from
-        (its first citation) are weighed up by ARTICLE_BONUS (conversation.py)."""
+        (its first citation, found again: one more search per earlier question of the chain, at
+        most MAX_HISTORY) gain conversation.ARTICLE_BONUS times the best hit's score."""
         if query.context is None:
             return self.retrieve(query, settings)
         previous = self._conversation_hits(query.context, settings.but(k=1))
         hits = self.retrieve(query, settings.but(k=max(settings.depth, settings.k)))
-        if previous:
-            article = self.chunks[previous[0].row].doc_id
-            hits = sorted((replace(h, score=h.score + ARTICLE_BONUS) if self.chunks[h.row].doc_id == article else h
+        if previous and hits:
+            article, bonus = self.chunks[previous[0].row].doc_id, conversation.ARTICLE_BONUS * hits[0].score
+            hits = sorted((replace(h, score=h.score + bonus) if self.chunks[h.row].doc_id == article else h
                            for h in hits), key=lambda h: (-h.score, h.row))
         return hits[:settings.k]
 

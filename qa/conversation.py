@@ -26,8 +26,9 @@ from .query import Query
 # 1.0 / 1.5 answered 65 / 67 / 69 / 70 of 92 follow-ups, and 39 / 39 / 40 / 40 of the held-out
 # set's 63 (EVALUATION.md).
 CONTEXT_WEIGHT = 1.0
-# Added to the fused score of a follow-up's passages from the article the previous answer came
-# from: the conversation is about that article (EVALUATION.md, "Follow-up questions").
+# A follow-up's passages from the article the previous answer came from gain this share of the
+# best hit's score: the conversation is about that article (EVALUATION.md, "Follow-up questions";
+# a share rather than a fixed amount, because fused scores differ in scale between fusion modes).
 ARTICLE_BONUS = 0.3
 # A question with at most this many analysed terms, and no name or number among them, says too
 # little to be searched alone ("When was the wedding?", "Why the drop?"; not "Wat is de NASUWT?").
@@ -48,20 +49,22 @@ MAX_HISTORY = 3
 # - articles, "toen"/"then" and demonstratives without a noun only at a question's end, before at
 #   most a function word ("Wanneer gebeurde dat?", "What happened then?", "Wie voerde die uit?";
 #   not "in het zuiden").
-# "zijn" is a possessive only before a noun ("zijn borg"; not "Wat zijn de …"), "there" after "is" /
-# "are" only says something exists.
+# "zijn" is a possessive only after a function word other than a question word and before a noun
+# ("Hoe hoog is zijn borg?"; not "Wat zijn de …", "Waarom zijn prijzen gestegen?", "Hoeveel
+# mensen zijn omgekomen?"); "there" after "is" / "are" only says something exists.
 _PLACES = {
     "nl": frozenset("daar daarvan daarover daarbij daarna daarvoor daarom daardoor daarmee daarin daaruit hierover "
                     "hiervan hiervoor ervan erover erbij".split()),
     "en": frozenset(["there"]),
 }
 _PRONOUNS = {"nl": frozenset("hij zij ze hun haar zijn diens".split()),
-             "en": frozenset("he she they his hers their theirs its".split())}
+             "en": frozenset("he she they her his hers their theirs its".split())}
 # An object pronoun does not stand for the subject of its own clause: "How did Lukashenko describe
 # him?" points back even with a name before it.
 _OBJECTS = {"nl": frozenset("hem hen".split()), "en": frozenset("him them".split())}
 _SUBJECT_IT = re.compile(r"\b(?:do|does|did|is|was|has|had|will|would|can|could)\s+it\b", re.IGNORECASE)
 _TO_BE = frozenset("is are was were".split())
+_QUESTION_WORDS = frozenset("wat wie waar waarom wanneer hoe hoeveel welk welke".split())
 # Prepositions the stop-word lists lack: a demonstrative after one is a determiner ("achter dat onderzoek").
 _PREPOSITIONS = frozenset("achter binnen buiten rond sinds tijdens vanwege volgens langs naast behalve "
                           "about after before behind during since into across along around near".split())
@@ -70,18 +73,22 @@ _POINTERS_AT_END = {"nl": frozenset("dat die dit deze het toen".split()), "en": 
 # A question that opens like this continues the previous one: "En in 2019?", "And why?".
 _CONTINUES = re.compile(r"\s*(?:en|maar|of|and|but|or|ook|also|what about|en hoe zit het met)\b", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+")
+_SENTENCE_END = re.compile(r"[.!?:]\s*$")
 
 
 def leans_on_context(query: Query) -> bool:
     """Whether a question leans on an earlier one: it continues, says too little, or points back."""
     if _CONTINUES.match(query.text):
         return True
-    words = _WORD.findall(query.text)
-    named = [i > 0 and (w[0].isupper() or w[0].isdigit()) for i, w in enumerate(words)]
+    found = list(_WORD.finditer(query.text))
+    words = [m.group() for m in found]
+    # A name: a capitalised word that does not open a sentence.
+    named = [w[0].isupper() and i > 0 and not _SENTENCE_END.search(query.text[:m.start()])
+             for i, (w, m) in enumerate(zip(words, found))]
     terms = len(query.terms) if query.terms is not None else len(words)
     if terms > MANY_TERMS:
         return False
-    if terms <= FEW_TERMS and not any(named):
+    if terms <= FEW_TERMS and not any(named) and not any(w[0].isdigit() for w in words):
         return True
     folded = [w.casefold() for w in words]
     stop, lang = STOPWORDS.get(query.language, frozenset()), query.language
@@ -92,11 +99,18 @@ def leans_on_context(query: Query) -> bool:
         before, after = (folded[i - 1] if i else ""), (folded[i + 1] if i + 1 < len(words) else "")
         if ((word in _PLACES.get(lang, ()) and not (word == "there" and before in _TO_BE)) or word in _OBJECTS.get(lang, ())
                 or (word in _PRONOUNS.get(lang, ()) and not any(named[:i])
-                    and not (word == "zijn" and (not after or after in stop)))
+                    and not (word == "zijn" and not _possessive_zijn(before, after, stop)))
                 or (word in _DEMONSTRATIVES.get(lang, ()) and (i <= 2 or before in stop or before in _PREPOSITIONS)
                     and after and words[i + 1].islower() and after not in stop)):
             return True
     return False
+
+
+def _possessive_zijn(before: str, after: str, stop: frozenset) -> bool:
+    """Whether "zijn" between these words is "his" rather than "to be" (see above)."""
+    # (after a function word, or a relative "waarop", "waarin", …)
+    return ((not before or before not in _QUESTION_WORDS and (before in stop or before.startswith("waar")))
+            and bool(after) and after not in stop and not after.startswith("ge"))
 
 
 def search_terms(query: Query) -> tuple[str, ...] | None:

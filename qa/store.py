@@ -177,14 +177,18 @@ def _current_name(index_dir: Path) -> str | None:
 
 def tidy(index_dir: Path) -> None:
     """Remove what a killed build or sync left behind (under the write lock, with nothing to
-    write): temporary files, and generations older than the live one and the newest other one
-    (a sync killed between its swap and its clean-up leaves three)."""
+    write): temporary files, and every generation but the live one and the one it was made from
+    (a sync killed between its swap and its clean-up leaves more)."""
     index_dir = Path(index_dir)
     _remove_debris(index_dir)
     live = _current_name(index_dir)
-    others = sorted((p for p in index_dir.iterdir() if p.is_dir() and p.name.startswith(_GEN_PREFIX) and p.name != live),
-                    key=lambda p: p.stat().st_mtime)
-    _remove_old_generations(index_dir, keep={live} if live else set(), previous=others[-1].name if others else None)
+    if not live or not (index_dir / live).is_dir():
+        return
+    try:
+        previous = json.loads((index_dir / live / MANIFEST).read_text(encoding="utf-8"))["derived"]["from"]
+    except (OSError, ValueError, KeyError, TypeError):
+        previous = None  # a build: it was made from nothing
+    _remove_old_generations(index_dir, keep={live}, previous=previous)
 
 
 def _remove_old_generations(index_dir: Path, keep: set[str], previous: str | None) -> None:

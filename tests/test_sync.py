@@ -257,15 +257,19 @@ def test_a_sync_without_changes_writes_nothing(news_dir, tmp_path):
 def test_a_sync_without_changes_removes_what_a_killed_sync_left(news_dir, tmp_path):
     index = tmp_path / "index"
     QA.build([news_dir], index, model="hash-64")
+    made_from = current_generation(index)
+    (news_dir / "extra.txt").write_text("date 2023-04 Een nieuw bericht over de haven van Rotterdam.", encoding="utf-8")
+    QA.sync([news_dir], index)
     live = current_generation(index)
-    # A sync killed after its swap, before its clean-up: two older generations, and a temporary folder.
-    for i, name in enumerate(("g-20000101T000000-aaaaaa", "g-20000101T000001-bbbbbb")):
-        shutil.copytree(live, index / name)
-        os.utime(index / name, (1_000_000 + i, 1_000_000 + i))
+    # What a build killed after writing its generation and a sync killed after its swap leave: a
+    # never-live generation (newer than the one the live one was made from), an older one, and a
+    # temporary folder.
+    for name in ("g-20000101T000000-aaaaaa", "g-29991231T235959-bbbbbb"):
+        shutil.copytree(made_from, index / name)
     (index / ".tmp-g-20000101T000002-cccccc").mkdir()
     assert not QA.sync([news_dir], index).written
     assert sorted(p.name for p in index.iterdir() if not p.name.startswith(".lock")) == sorted(
-        [live.name, "g-20000101T000001-bbbbbb", store.CURRENT])
+        [live.name, made_from.name, store.CURRENT])
 
 
 def test_another_model_or_chunking_embeds_everything_again(news_dir, tmp_path):

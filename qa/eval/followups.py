@@ -84,7 +84,7 @@ def evaluate_followups(folder: str | Path, *, distractors: Sequence[str | Path] 
         conversations = load_conversations(folder)
         own = load_passages(folder)
         articles, spans = articles_file(own, ws.index_root / "articles")
-        qa, _ = ws.index([articles, *corpus_files(own, [load_passages(d) for d in distractors])[1:]])  # (own first)
+        qa, _ = ws.index([articles, *corpus_files(own, [load_passages(d) for d in distractors])[1:]])
         rows: dict[str, list] = {"first": []}
         for c in progress_bar(conversations, f"{own.name} conversations", ws.progress):
             history = []
@@ -125,8 +125,9 @@ def articles_file(dataset: Dataset, folder: Path) -> tuple[Path, dict[str, tuple
                                              "date": p.get("date")})
         if a["text"]:
             a["text"] += ARTICLE_JOIN
-        spans[str(p["id"])] = (article_id, len(a["text"]), len(a["text"]) + len(p["text"]))
-        a["text"] += p["text"]
+        text = p["text"].replace("\r\n", "\n").strip()  # as the corpus reader keeps it: offsets stay true
+        spans[str(p["id"])] = (article_id, len(a["text"]), len(a["text"]) + len(text))
+        a["text"] += text
     path = Path(folder) / dataset.name / PASSAGES_FILE
     text = "".join(json.dumps({k: v for k, v in a.items() if v}, ensure_ascii=False) + "\n" for a in articles.values())
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
