@@ -378,8 +378,7 @@ class QA:
         hits = self.retrieve(query, settings.but(k=max(settings.depth, settings.k)))
         if previous and hits:
             article, bonus = self.chunks[previous[0].row].doc_id, conversation.ARTICLE_BONUS * hits[0].score
-            hits = sorted((replace(h, score=h.score + bonus) if self.chunks[h.row].doc_id == article else h
-                           for h in hits), key=lambda h: (-h.score, h.row))
+            hits = rescored(hits, [h.score + bonus * (self.chunks[h.row].doc_id == article) for h in hits])
         return hits[:settings.k]
 
     def info(self) -> dict:
@@ -422,9 +421,13 @@ def rank(query: Query, settings: SearchSettings, legs: dict[str, list[tuple[int,
         return hits[:settings.k]
     if query.recency:
         factors = news.recency([h.row for h in hits])
-        hits = sorted((replace(h, score=h.score * f) for h, f in zip(hits, factors.tolist())),
-                      key=lambda h: (-h.score, h.row))
+        hits = rescored(hits, [h.score * f for h, f in zip(hits, factors.tolist())])
     return collapse(hits, news)[:settings.k]
+
+
+def rescored(hits: Sequence[Hit], scores: Sequence[float]) -> list[Hit]:
+    """The hits with these scores instead, best first (equal scores: by row)."""
+    return sorted((replace(h, score=s) for h, s in zip(hits, scores)), key=lambda h: (-h.score, h.row))
 
 
 def fuse(query: Query, settings: SearchSettings, legs: dict[str, list[tuple[int, float]]], coverage: float) -> list[Hit]:

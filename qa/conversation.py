@@ -83,8 +83,8 @@ def leans_on_context(query: Query) -> bool:
     found = list(_WORD.finditer(query.text))
     words = [m.group() for m in found]
     # A name: a capitalised word that does not open a sentence.
-    named = [w[0].isupper() and i > 0 and not _SENTENCE_END.search(query.text[:m.start()])
-             for i, (w, m) in enumerate(zip(words, found))]
+    named = [i > 0 and m.group()[0].isupper() and not _SENTENCE_END.search(query.text, 0, m.start())
+             for i, m in enumerate(found)]
     terms = len(query.terms) if query.terms is not None else len(words)
     if terms > MANY_TERMS:
         return False

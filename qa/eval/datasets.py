@@ -67,8 +67,8 @@ def load_dataset(folder: str | Path, *, limit: int | None = None) -> Dataset:
     for path in (passages, questions_file):
         if not path.is_file():
             raise DatasetError(f"{path} is missing; a dataset folder holds {PASSAGES_FILE} and {QUESTIONS_FILE}")
-    texts = {str(r["id"]): r.get("text", "") for r in _read_records(passages, ("id", "text"))}
-    records = _read_records(questions_file, ("id", "question", "answer_passage_ids"))
+    texts = {str(r["id"]): r.get("text", "") for r in read_records(passages, ("id", "text"))}
+    records = read_records(questions_file, ("id", "question", "answer_passage_ids"))
     total = len(records)
     if limit is not None and limit < total:
         keep = sorted(random.Random(SAMPLE_SEED).sample(range(total), limit))
@@ -108,7 +108,8 @@ def corpus_files(dataset: Dataset, distractors: Iterable[Dataset]) -> list[Path]
     return [dataset.passages] + [d.passages for d in distractors if d.passages.resolve() != own]
 
 
-def _read_records(path: Path, required: tuple[str, ...]) -> list[dict]:
+def read_records(path: Path, required: tuple[str, ...]) -> list[dict]:
+    """The JSON objects of a JSONL file, each with the `required` keys (DatasetError otherwise)."""
     records = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):

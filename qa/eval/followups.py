@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .datasets import PASSAGES_FILE, Dataset, DatasetError, corpus_files, load_passages
+from .datasets import PASSAGES_FILE, Dataset, DatasetError, corpus_files, load_passages, read_records
 from .metrics import rounded_mean
 from .workspace import Workspace, progress_bar, shared_workspace
 
@@ -116,10 +116,7 @@ def articles_file(dataset: Dataset, folder: Path) -> tuple[Path, dict[str, tuple
     """
     articles: dict[str, dict] = {}
     spans = {}
-    for line in dataset.passages.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        p = json.loads(line)
+    for p in read_records(dataset.passages, ("id", "text")):
         article_id = str(p.get("doc_id") or p["id"])
         a = articles.setdefault(article_id, {"id": article_id, "text": "", "title": p.get("title"), "lang": p.get("lang"),
                                              "date": p.get("date")})
