@@ -296,6 +296,9 @@ class QA:
                 raise IndexFormatError(f"the index in {self.folder.parent} was built before date and publisher "
                                        "filters; update it with `qa sync PATH` (no vector is embedded again)")
             rows = self.news.rows(query.filters)
+            article = query.filters.article
+            if article is not None:   # one article: its rows (none when this index or shard lacks it)
+                rows &= self.news.row_doc == (self.docs.position(article) if article in self.docs else -1)
         depth = max(settings.depth, settings.k)
         legs = {}
         if settings.mode in ("hybrid", "bm25"):
@@ -369,9 +372,11 @@ class QA:
                         sentence_vectors=self._sentence_vectors, k=settings.k)
 
     def _conversation_hits(self, query: Query, settings: SearchSettings) -> list[Hit]:
-        """`retrieve`; for a follow-up, the passages of the article the previous answer came from
-        (its first citation, found again: one more search per earlier question of the chain, at
-        most MAX_HISTORY) gain conversation.ARTICLE_BONUS times the best hit's score."""
+        """`retrieve`; for a follow-up, the article the previous answer came from (its first
+        citation, found again: one more search per earlier question of the chain, at most
+        MAX_HISTORY) comes first. Its conversation.ARTICLE_PASSAGES best passages for the
+        follow-up's own words (a search within the article; their scores are that search's) lead
+        the hits, and its other passages gain conversation.ARTICLE_BONUS times the best hit's score."""
         if query.context is None:
             return self.retrieve(query, settings)
         previous = self._conversation_hits(query.context, settings.but(k=1))
@@ -379,6 +384,12 @@ class QA:
         if previous and hits:
             article, bonus = self.chunks[previous[0].row].doc_id, conversation.ARTICLE_BONUS * hits[0].score
             hits = rescored(hits, [h.score + bonus * (self.chunks[h.row].doc_id == article) for h in hits])
+        # (An index without news tables cannot search within one article.)
+        if previous and hits and conversation.ARTICLE_PASSAGES and self.news is not None:
+            inside = self.retrieve(replace(query, context=None, filters=replace(query.filters, article=article)),
+                                   settings.but(k=conversation.ARTICLE_PASSAGES))
+            rows = {h.row for h in inside}
+            hits = inside + [h for h in hits if h.row not in rows]
         return hits[:settings.k]
 
     def info(self) -> dict:

@@ -46,16 +46,19 @@ RECENCY_WEIGHT, RECENCY_HALF_LIFE_DAYS = 0.5, 30.0
 
 @dataclass(frozen=True)
 class Filters:
-    """Which articles a question searches: a day range (inclusive, None = open) and publishers.
+    """Which articles a question searches: a day range (inclusive, None = open), publishers, and
+    one article (its doc_id: a follow-up searches the article its conversation is on).
 
     `from_question` is the time expression the day range was read from ("in oktober 2022"), None
-    when the range was given explicitly or there is none.
+    when the range was given explicitly or there is none. `article` is set only for a follow-up's
+    inner search (`QA._conversation_hits`), so answers never report it.
     """
 
     since: date | None = None
     until: date | None = None
     publishers: tuple[str, ...] | None = None
     from_question: str | None = None
+    article: str | None = None
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
@@ -64,7 +67,7 @@ class Filters:
             object.__setattr__(self, "publishers", tuple(self.publishers))
 
     def __bool__(self) -> bool:
-        return self.dated or self.publishers is not None
+        return self.dated or self.publishers is not None or self.article is not None
 
     @property
     def dated(self) -> bool:

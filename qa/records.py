@@ -161,13 +161,19 @@ class Documents(Mapping):
         self.records = Records(path, kind, fields={**getattr(kind, "REQUIRED", {}), "doc_id": str})
 
     def __getitem__(self, doc_id: str) -> dict:
+        return self.records[self.position(doc_id)]
+
+    def position(self, doc_id: str) -> int:
+        """The document's row in the table (the order of the per-document news arrays).
+
+        Raises:
+            KeyError: no such document.
+        """
         if not isinstance(doc_id, str):
             raise KeyError(doc_id)
         i = bisect.bisect_left(self.records, doc_id, key=_doc_id)
-        if i < len(self.records):
-            record = self.records[i]
-            if _doc_id(record) == doc_id:
-                return record
+        if i < len(self.records) and _doc_id(self.records[i]) == doc_id:
+            return i
         raise KeyError(doc_id)
 
     def __iter__(self) -> Iterator[str]:

@@ -3,11 +3,14 @@ it is searched then. Fast: the hashing embedder."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from qa import QuestionError
 from qa.conversation import CONTEXT_WEIGHT, context_questions, leans_on_context, search_terms, search_vector
+from qa.news import Filters
 from qa.query import Query
 
 
@@ -117,6 +120,7 @@ def test_a_follow_up_favours_the_article_of_the_previous_answer(hash_qa, monkeyp
     first = "Hoeveel vierkante kilometer heeft het Oekraïense leger bevrijd?"
     assert hash_qa.ask(first).citations[0].path.endswith("oorlog.txt")
     follow = "En wie werd daar uitgeroepen tot beste speler van het WK voetbal?"
+    monkeypatch.setattr(qa.conversation, "ARTICLE_PASSAGES", 0)   # the bonus alone here; the next test: the passages
     monkeypatch.setattr(qa.conversation, "ARTICLE_BONUS", 0.0)
     plain = {c.path.rsplit("/", 1)[-1]: c.score for c in hash_qa.ask(follow, history=[first]).citations}
     assert max(plain, key=plain.get) == "sport.txt"      # its own words find the football article
@@ -128,3 +132,32 @@ def test_a_follow_up_favours_the_article_of_the_previous_answer(hash_qa, monkeyp
     # A question that stands alone is not favoured towards anything.
     alone = "Wie werd uitgeroepen tot beste speler van het WK voetbal?"
     assert hash_qa.ask(alone, history=[first]) == hash_qa.ask(alone)
+
+
+def test_a_follow_up_cites_the_best_passages_within_the_previous_answers_article_first(hash_qa, monkeypatch):
+    import qa.conversation
+
+    monkeypatch.setattr(qa.conversation, "ARTICLE_BONUS", 0.0)
+    first = "Hoeveel vierkante kilometer heeft het Oekraïense leger bevrijd?"
+    follow = "En wie werd daar uitgeroepen tot beste speler van het WK voetbal?"
+    article = hash_qa.ask(first).citations[0].doc_id
+    answer = hash_qa.ask(follow, history=[first], k=4)
+    # The article's best passages for the follow-up's own words, found by a search within it ...
+    within = hash_qa.retrieve(replace(hash_qa.prepare(follow), filters=Filters(article=article)),
+                              hash_qa.settings.but(k=qa.conversation.ARTICLE_PASSAGES))
+    assert within and {hash_qa.chunks[h.row].doc_id for h in within} == {article}
+    assert [c.chunk_id for c in answer.citations[:len(within)]] == [hash_qa.chunks[h.row].chunk_id for h in within]
+    # ... then the follow-up's other hits in their own order, the football article first.
+    assert answer.citations[len(within)].path.endswith("sport.txt")
+    assert article not in {c.doc_id for c in answer.citations[len(within):]}
+    assert answer.filters == Filters()   # the answer says what the user filtered on, not the inner search
+
+
+def test_an_article_filter_searches_that_article_only(hash_qa):
+    query = hash_qa.prepare("Wie werd uitgeroepen tot beste speler van het WK voetbal?")
+    article = hash_qa.retrieve(query, hash_qa.settings)[0]
+    doc_id = hash_qa.chunks[article.row].doc_id
+    for mode in ("hybrid", "bm25", "dense"):
+        hits = hash_qa.retrieve(replace(query, filters=Filters(article=doc_id)), hash_qa.settings.but(mode=mode))
+        assert hits and {hash_qa.chunks[h.row].doc_id for h in hits} == {doc_id}
+    assert hash_qa.retrieve(replace(query, filters=Filters(article="no such article")), hash_qa.settings) == []

@@ -86,6 +86,9 @@ def test_documents_are_found_by_id_whatever_the_input_order(tmp_path):
     assert len(docs) == len(ids) and set(docs) == set(ids)
     for d in ids:
         assert docs[d]["title"] == d.upper() and d in docs
+        assert docs.records[docs.position(d)]["doc_id"] == d   # the row of the per-document arrays
     assert docs.get("b.txt") is None and "zz" not in docs and "" not in docs and docs.get(123) is None
+    with pytest.raises(KeyError):
+        docs.position("b.txt")
     with pytest.raises(ValueError, match="share the doc_id 'a.txt'"):
         write_documents(tmp_path / "dup.jsonl", [{"doc_id": "a.txt"}, {"doc_id": "b.txt"}, {"doc_id": "a.txt"}])
