@@ -296,9 +296,12 @@ class QA:
                 raise IndexFormatError(f"the index in {self.folder.parent} was built before date and publisher "
                                        "filters; update it with `qa sync PATH` (no vector is embedded again)")
             rows = self.news.rows(query.filters)
-            article = query.filters.article
-            if article is not None:   # one article: its rows (none when this index or shard lacks it)
-                rows &= self.news.row_doc == (self.docs.position(article) if article in self.docs else -1)
+            if query.filters.article is not None:   # one article: its rows (none when this index or shard lacks it)
+                try:
+                    position = self.docs.position(query.filters.article)
+                except KeyError:
+                    position = -1
+                rows &= self.news.row_doc == position
         depth = max(settings.depth, settings.k)
         legs = {}
         if settings.mode in ("hybrid", "bm25"):
@@ -373,10 +376,12 @@ class QA:
 
     def _conversation_hits(self, query: Query, settings: SearchSettings) -> list[Hit]:
         """`retrieve`; for a follow-up, the article the previous answer came from (its first
-        citation, found again: one more search per earlier question of the chain, at most
-        MAX_HISTORY) comes first. Its conversation.ARTICLE_PASSAGES best passages for the
-        follow-up's own words (a search within the article; their scores are that search's) lead
-        the hits, and its other passages gain conversation.ARTICLE_BONUS times the best hit's score."""
+        citation, found again the same way: the earlier questions of the chain, at most
+        MAX_HISTORY, are searched again) comes first. Its conversation.ARTICLE_PASSAGES best
+        passages for the follow-up's own words (one more search, within the article; their scores
+        and ranks are that search's) lead the hits, its other passages gain
+        conversation.ARTICLE_BONUS times the best hit's score, and wire copies of it are left out
+        (the article already stands for its story)."""
         if query.context is None:
             return self.retrieve(query, settings)
         previous = self._conversation_hits(query.context, settings.but(k=1))
@@ -389,7 +394,7 @@ class QA:
             inside = self.retrieve(replace(query, context=None, filters=replace(query.filters, article=article)),
                                    settings.but(k=conversation.ARTICLE_PASSAGES))
             rows = {h.row for h in inside}
-            hits = inside + [h for h in hits if h.row not in rows]
+            hits = inside + [h for h in hits if h.row not in rows and article not in h.also]
         return hits[:settings.k]
 
     def info(self) -> dict:

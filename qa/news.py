@@ -231,7 +231,9 @@ class News:
         }
 
     def rows(self, filters: Filters | None) -> np.ndarray | None:
-        """The chunk rows a question with these filters may cite (None: every row)."""
+        """The chunk rows a question with these filters' dates and publishers may cite (None:
+        every row). `filters.article` is left to the caller, who knows the document ids
+        (`QA.legs`)."""
         if not filters:
             return None
         keep = np.ones(len(self.days), bool)

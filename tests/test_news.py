@@ -263,8 +263,12 @@ def test_dated_questions_cite_only_their_range_and_k_distinct_stories(news_nl):
 def test_wire_copies_collapse_into_one_citation_that_names_the_others(news_nl):
     row, cluster = doc_row(news_nl), news_nl.news.cluster
     collapsed = 0
-    for q in read_jsonl("questions.jsonl"):
-        answer = news_nl.ask(q["question"], k=5, read_time=False)
+    questions = [q["question"] for q in read_jsonl("questions.jsonl")]
+    # Follow-ups too: the previous answer's article leads them, and its wire copies must not follow.
+    asked = [(q, []) for q in questions] + [("En wat gebeurde er daarna?", [q]) for q in questions]
+    for question, history in asked:
+        answer = news_nl.ask(question, k=5, read_time=False, history=history)
+        assert bool(answer.context) is bool(history)
         clusters = [int(cluster[row[c.doc_id]]) for c in answer.citations]
         for c, cl in zip(answer.citations, clusters):
             # one version per story: other citations of the same cluster are passages of the same copy
