@@ -389,12 +389,11 @@ class QA:
         if previous and hits:
             article, bonus = self.chunks[previous[0].row].doc_id, conversation.ARTICLE_BONUS * hits[0].score
             hits = rescored(hits, [h.score + bonus * (self.chunks[h.row].doc_id == article) for h in hits])
-        # (An index without news tables cannot search within one article.)
-        if previous and hits and conversation.ARTICLE_PASSAGES and self.news is not None:
-            inside = self.retrieve(replace(query, context=None, filters=replace(query.filters, article=article)),
-                                   settings.but(k=conversation.ARTICLE_PASSAGES))
-            rows = {h.row for h in inside}
-            hits = inside + [h for h in hits if h.row not in rows and article not in h.also]
+            if conversation.ARTICLE_PASSAGES and self.news is not None:  # (without news tables: no article filter)
+                inside = self.retrieve(replace(query, context=None, filters=replace(query.filters, article=article)),
+                                       settings.but(k=conversation.ARTICLE_PASSAGES))
+                rows = {h.row for h in inside}
+                hits = inside + [h for h in hits if h.row not in rows and article not in h.also]
         return hits[:settings.k]
 
     def info(self) -> dict:

@@ -161,7 +161,7 @@ class Documents(Mapping):
         self.records = Records(path, kind, fields={**getattr(kind, "REQUIRED", {}), "doc_id": str})
 
     def __getitem__(self, doc_id: str) -> dict:
-        return self.records[self.position(doc_id)]
+        return self._find(doc_id)[1]
 
     def position(self, doc_id: str) -> int:
         """The document's row in the table (the order of the per-document news arrays).
@@ -169,11 +169,16 @@ class Documents(Mapping):
         Raises:
             KeyError: no such document.
         """
-        if not isinstance(doc_id, str):
-            raise KeyError(doc_id)
-        i = bisect.bisect_left(self.records, doc_id, key=_doc_id)
-        if i < len(self.records) and _doc_id(self.records[i]) == doc_id:
-            return i
+        return self._find(doc_id)[0]
+
+    def _find(self, doc_id: str) -> tuple[int, Any]:
+        # (row, record), each record read once: lookups run for every citation of every answer.
+        if isinstance(doc_id, str):
+            i = bisect.bisect_left(self.records, doc_id, key=_doc_id)
+            if i < len(self.records):
+                record = self.records[i]
+                if _doc_id(record) == doc_id:
+                    return i, record
         raise KeyError(doc_id)
 
     def __iter__(self) -> Iterator[str]:
